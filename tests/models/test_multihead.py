@@ -108,7 +108,7 @@ def test_sequence_logps_gradients_with_and_without_head_checkpointing(tokenizer)
     batch = _batch(tokenizer)
     grads = []
     for checkpoint_heads in (True, False):
-        model = _wrap("low_rank", True)
+        model = _wrap("full", True)  # low-rank heads take the shared-projection path (tests/models/test_shared_projection.py)
         model.head_config.checkpoint_heads = checkpoint_heads
         _randomise(model)
         logps = model.sequence_logps(*batch)
@@ -267,3 +267,25 @@ def test_models_that_post_process_logits_are_rejected():
     )  # fmt: skip
     with pytest.raises(ValueError, match="final_logit_softcapping"):
         MultiHeadCausalLM(Gemma2ForCausalLM(config), num_heads=2)
+
+
+def test_low_rank_shared_projection_gradients_equal_the_per_head_path(tokenizer):
+    """sequence_logps (shared base projection) vs each head's own logits through plain autograd."""
+    batch = _batch(tokenizer)
+    upstream = torch.tensor([[1.0], [-2.0], [0.5]])
+    model = _wrap("low_rank", True)
+    _randomise(model)
+    (model.sequence_logps(*batch) * upstream).sum().backward()
+    shared = [p.grad.clone() for p in model.trainable_parameters()]
+    model.zero_grad()
+    model.head_config.checkpoint_heads = False
+    input_ids, attention, completion = batch
+    hidden = model.hidden_states(input_ids, attention)
+    mask = completion[:, 1:].bool()
+    per_head = torch.stack([model._token_logps(hidden[:, :-1][mask], input_ids[:, 1:][mask], k, "policy")
+                            for k in range(3)])
+    rows = torch.arange(3).unsqueeze(1).expand_as(mask)[mask]
+    (per_head.new_zeros(3, 3).index_add(1, rows, per_head) * upstream).sum().backward()
+    for a, b in zip(shared, [p.grad for p in model.trainable_parameters()]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # float32, different summation order
+    assert all(g.abs().sum() > 0 for g in shared)

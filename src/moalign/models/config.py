@@ -33,8 +33,9 @@ class MultiHeadConfig:
     checkpoint_heads: bool = field(
         default=True,
         metadata={
-            "help": "In sequence_logps under autograd, recompute each head's logits in backward instead of "
-            "storing them (activation checkpointing of the heads; keeps K heads' memory close to one)."
+            "help": "Full heads: in sequence_logps under autograd, recompute each head's logits in backward "
+            "instead of storing them (activation checkpointing of the heads; keeps K heads' memory close to one). "
+            "Low-rank heads always recompute their shared base projection in backward."
         },
     )
     base_model_name_or_path: str | None = field(

@@ -12,8 +12,9 @@ Training API (used by the trainers):
 
 * :meth:`MultiHeadCausalLM.sequence_logps` -- one backbone pass, then per head
   the summed (or mean) completion-token log-probs, without materialising all
-  heads' ``(B, T, V)`` logits (only completion positions are projected, one
-  head at a time, with activation checkpointing of the head under autograd);
+  heads' ``(B, T, V)`` logits (only completion positions are projected; low-rank
+  heads share one base projection, :mod:`moalign.models.shared_projection`;
+  full heads go one at a time, with activation checkpointing under autograd);
 * :meth:`reference_context` -- the reference policy pi_ref: LoRA disabled and
   every head replaced by the base output layer (the pretrained model);
 * :meth:`snapshot_lagged` / :meth:`lagged_context` -- the lagged reference of
@@ -38,6 +39,7 @@ from torch.utils.checkpoint import checkpoint
 
 from moalign.models.config import MultiHeadConfig
 from moalign.models.heads import MultiHeadOutput
+from moalign.models.shared_projection import low_rank_token_logps
 from moalign.models.serialization import (
     lagged_state_dict,
     load_lagged_state_dict,
@@ -422,6 +424,10 @@ class MultiHeadCausalLM(nn.Module):
             raise ValueError(f"completion_mask rows {empty} have no completion token; cannot average")
 
         source = self.output.source
+        if self.output.head_type == "low_rank" and source != "reference":
+            token_logps = self._low_rank_token_logps(selected, targets, head_list, source)
+            per_row = token_logps.new_zeros(len(head_list), batch).index_add(1, rows, token_logps)
+            return per_row / counts.to(per_row.dtype) if average else per_row
         cache: dict[str, torch.Tensor] = {}
         results = []
         for head in head_list:
@@ -437,6 +443,16 @@ class MultiHeadCausalLM(nn.Module):
                 cache["reference"] = per_row
             results.append(per_row)
         return torch.stack(results)
+
+    def _low_rank_token_logps(self, hidden: torch.Tensor, targets: torch.Tensor, heads: list[int],
+                              source: str) -> torch.Tensor:
+        """``(len(heads), N)`` token log-probs of low-rank heads with one shared base projection."""
+        output = self.output
+        lagged = source == "lagged"
+        chosen = [output.heads[h] for h in heads]
+        factors = [(head._tensor("A", lagged), head._tensor("B", lagged)) for head in chosen]
+        return low_rank_token_logps(hidden, targets, output.base_weight, output.base_bias, factors,
+                                    [head.scaling for head in chosen])
 
     def _token_logps(self, hidden: torch.Tensor, targets: torch.Tensor, head: int, source: str) -> torch.Tensor:
         output = self.output
