@@ -44,11 +44,11 @@ def make_rows(n: int = 16, seed: int = 0) -> list[dict]:
     return rows
 
 
-def make_trainer(tmp_path, **overrides) -> MOPOTrainer:
+def make_trainer(tmp_path, lora_dropout: float = 0.0, **overrides) -> MOPOTrainer:
     torch.manual_seed(0)
     base, tokenizer = make_tiny_llama_and_tokenizer()
     model = MultiHeadCausalLM(base, MultiHeadConfig(num_heads=2, head_names=OBJECTIVES),
-                              lora_config=LoraConfig(r=4, lora_dropout=0.0))
+                              lora_config=LoraConfig(r=4, lora_dropout=lora_dropout))
     settings = dict(output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, max_steps=6, lag_steps=2,
                     logging_steps=2, save_steps=3, report_to=[], learning_rate=1e-2, use_cpu=True,
                     lower_bound_eps=0.1, disable_tqdm=True, seed=0, data_seed=0, use_chat_template=False)
@@ -121,6 +121,30 @@ def test_resume_restores_dual_state_and_lagged_adapter(tmp_path):
     for (n1, p1), (_, p2) in zip(straight.model.output.heads.named_parameters(),
                                  resumed.model.output.heads.named_parameters()):
         assert torch.allclose(p1, p2, atol=1e-5), n1
+
+
+def test_lagged_log_probs_are_deterministic_under_lora_dropout(tmp_path):
+    """The lagged pass runs without dropout (eval mode) even while the model trains with LoRA dropout 0.5."""
+    trainer = make_trainer(tmp_path, lora_dropout=0.5)
+    model = trainer.model
+    with torch.no_grad():  # non-zero LoRA B so that dropout on the LoRA inputs changes the output
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
+    model.eval()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    args = (batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    with torch.no_grad():
+        expected = model.sequence_logps(*args)  # the policy without dropout at the snapshot
+    model.snapshot_lagged()
+    model.train()
+    with torch.no_grad():
+        noisy = [model.sequence_logps(*args) for _ in range(2)]
+    assert (noisy[0] - noisy[1]).abs().max() > 1e-3  # dropout is active in train mode
+    lagged = [trainer.lagged_and_reference_logps(model, batch)[0] for _ in range(2)]
+    assert model.training  # the train/eval mode is restored
+    torch.testing.assert_close(lagged[0], lagged[1], rtol=0, atol=0)
+    torch.testing.assert_close(lagged[0], expected, rtol=1e-6, atol=1e-6)
 
 
 def test_train_save_load_generate_evaluate(tmp_path):

@@ -119,17 +119,7 @@ class MOPOTrainer(Trainer):
         policy_logps = _unwrap(model).sequence_logps(ids, mask, cmask, average=args.length_normalize)  # (H, 2B)
         extra = None
         if self.lag_active and args.lag_steps > 0:
-            with torch.no_grad():
-                base = _unwrap(model)
-                # eval mode: the lagged policy's log-probs without LoRA dropout -- deterministic, as a reference
-                # policy's are, and cheaper (no dropout masks on the inputs of every LoRA layer)
-                with _eval_mode(base), base.lagged_context():
-                    lagged = base.sequence_logps(ids, mask, cmask, average=args.length_normalize)
-                if "ref_logps" in inputs:
-                    reference = inputs["ref_logps"].to(lagged)
-                else:
-                    with base.reference_context():
-                        reference = base.sequence_logps(ids, mask, cmask, heads=[0], average=args.length_normalize)[0]
+            lagged, reference = self.lagged_and_reference_logps(model, inputs)
             extra = lagged_reference_log_weight(lagged.float().cpu(), reference.float().cpu(), args.lag_log_ratio_clip)
         loss = policy_logps.new_zeros(())
         for h, dual in enumerate(self.duals):
@@ -144,6 +134,24 @@ class MOPOTrainer(Trainer):
             loss = loss - (weights * policy_logps[h]).mean()
             self._record(h, out, secondary, extra_h)
         return (loss, {"policy_logps": policy_logps}) if return_outputs else loss
+
+    @torch.no_grad()
+    def lagged_and_reference_logps(self, model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(H, 2B)`` log-probs of the lagged heads and ``(2B,)`` of the reference policy, without gradients.
+
+        The lagged pass runs in eval mode: log pi_lag without LoRA dropout is deterministic, as a reference
+        policy's log-probs are, and cheaper (no dropout masks on the inputs of every LoRA layer).
+        """
+        args: MOPOConfig = self.args
+        ids, mask, cmask = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
+        base = _unwrap(model)
+        with _eval_mode(base), base.lagged_context():
+            lagged = base.sequence_logps(ids, mask, cmask, average=args.length_normalize)
+        if "ref_logps" in inputs:
+            return lagged, inputs["ref_logps"].to(lagged)
+        with base.reference_context():
+            reference = base.sequence_logps(ids, mask, cmask, heads=[0], average=args.length_normalize)[0]
+        return lagged, reference
 
     def _lagged_value(self, secondary: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
         """G_hat (or its lower bound) of the lagged policy on this batch: what b <- beta * (.) scales (§3.1)."""
