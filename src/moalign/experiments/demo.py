@@ -129,21 +129,20 @@ def objective_correlations(scores: np.ndarray, names: list[str]) -> dict[str, fl
             for i, j in itertools.combinations(range(len(names)), 2)}
 
 
-def build_pairs(samples: list[dict], scores: np.ndarray) -> list[dict]:
-    """Every two responses to one prompt -> one pairwise row labelled per objective (ties -> 0.5)."""
-    from moalign.data.convert import preference_from_scores
+def build_pairs(samples: list[dict], scores: np.ndarray, objectives: list[str]) -> tuple[list[dict], Any]:
+    """Every two distinct responses to one prompt -> one pairwise row labelled per objective (ties -> 0.5).
 
-    by_prompt: dict[str, list[int]] = {}
-    for i, row in enumerate(samples):
-        by_prompt.setdefault(row["prompt"], []).append(i)
-    pairs = []
-    for prompt, idx in by_prompt.items():
-        for a, b in itertools.combinations(idx, 2):
-            pairs.append({"prompt": prompt, "completion_a": samples[a]["completion"],
-                          "completion_b": samples[b]["completion"],
-                          "preference": [float(v) for v in preference_from_scores(scores[a], scores[b])],
-                          "scores_a": scores[a].tolist(), "scores_b": scores[b].tolist()})
-    return pairs
+    ``moalign.data.convert.scores_to_pairwise`` on the scored samples; a response sampled twice for one
+    prompt counts once (it would only add an all-tie pair). Returns the rows and the conversion report.
+    """
+    from moalign.data import from_rows
+    from moalign.data.convert import scores_to_pairwise
+
+    scored = from_rows([{"prompt": row["prompt"], "completion": row["completion"], "scores": [float(v) for v in s]}
+                        for row, s in zip(samples, scores)], objectives=objectives, kind="pointwise",
+                       source="samples.jsonl")
+    pairs, report = scores_to_pairwise(scored, duplicates="merge")
+    return pairs.dataset.to_list(), report
 
 
 def train(model: Any, tokenizer: Any, pairs: list[dict], config: DemoConfig, out: Path) -> Any:
@@ -200,7 +199,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     scores = np.asarray(score_completions([s["prompt"] for s in samples], [s["completion"] for s in samples],
                                           reward_fns), dtype=float)
     correlations = objective_correlations(scores, config.objectives)
-    pairs = build_pairs(samples, scores)
+    pairs, pairing = build_pairs(samples, scores, config.objectives)
+    if pairing.num_dropped:
+        print(f"pairing: {pairing}")
     _write_jsonl(out / "pairs.jsonl", pairs)
     timings["score_and_label"] = time.time() - start
 

@@ -1,0 +1,35 @@
+"""The demo's data stages: the prompt split and pair labelling (the full pipeline is a slow check)."""
+
+import numpy as np
+import pytest
+
+from moalign.experiments.demo import DemoConfig, build_pairs, split_prompts
+
+
+def test_build_pairs_labels_every_distinct_pair_and_merges_repeated_responses():
+    samples = [{"prompt": "p1", "completion": "short"}, {"prompt": "p1", "completion": "a longer answer"},
+               {"prompt": "p1", "completion": "short"}, {"prompt": "p2", "completion": "only one"},
+               {"prompt": "p3", "completion": "x"}, {"prompt": "p3", "completion": "y"}]
+    scores = np.array([[0.2, -1.0], [0.9, -3.0], [0.2, -1.0], [0.5, -2.0], [0.4, -1.0], [0.4, -2.0]])
+    pairs, report = build_pairs(samples, scores, ["relevance", "conciseness"])
+    assert [(p["prompt"], p["completion_a"], p["completion_b"]) for p in pairs] == [
+        ("p1", "short", "a longer answer"), ("p3", "x", "y")]
+    # hard labels: 1 when completion_a scores higher, 0 when lower, 0.5 on ties (relevance of p3)
+    assert [p["preference"] for p in pairs] == [[0.0, 1.0], [0.5, 1.0]]
+    assert pairs[0]["scores_a"] == [0.2, -1.0] and pairs[0]["scores_b"] == [0.9, -3.0]
+    assert report.rows_out == 2
+
+
+def test_build_pairs_rejects_a_repeated_response_with_different_scores():
+    samples = [{"prompt": "p", "completion": "same"}, {"prompt": "p", "completion": "same"}]
+    with pytest.raises(ValueError, match="differing scores"):
+        build_pairs(samples, np.array([[0.1, 1.0], [0.2, 1.0]]), ["a", "b"])
+
+
+def test_split_is_disjoint_seeded_and_checks_its_size():
+    config = DemoConfig(num_train_prompts=30, num_test_prompts=10)
+    train, test = split_prompts(config)
+    assert len(train) == 30 and len(test) == 10 and not set(train) & set(test)
+    assert split_prompts(DemoConfig(num_train_prompts=30, num_test_prompts=10)) == (train, test)
+    with pytest.raises(ValueError, match="prompt set has"):
+        split_prompts(DemoConfig(num_train_prompts=10_000))
