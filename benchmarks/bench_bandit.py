@@ -22,7 +22,8 @@ import time
 import torch
 
 from moalign.cli.main import parse_config_and_progress
-from moalign.experiments.bandit import BanditConfig, run_bandit
+from moalign.experiments.bandit import BanditConfig
+from moalign.experiments.bandit_result import run_bandit
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -22,11 +22,10 @@ from moalign.experiments.bandit import (
     BanditConfig,
     _adam_step,
     full_data_win_rates,
-    load_bandit_result,
-    run_bandit,
     simulate,
     solve_cop,
 )
+from moalign.experiments.bandit_result import load_bandit_result, run_bandit
 
 # Win rates (objective 1, objective 2) of y1, y2, y3 over the symmetrically augmented
 # data, derived by hand: e.g. D3's y1 is first in (y1,y2,(1,1)) and (y1,y3,(1,0)) -> (1, 0.5).
@@ -67,10 +66,16 @@ def _scipy_lower_bound(values: np.ndarray, reference: np.ndarray, eps: float) ->
         return float(np.sum(q * np.log(q / reference)))
 
     constraints = [{"type": "eq", "fun": lambda q: q.sum() - 1.0}, {"type": "ineq", "fun": lambda q: eps - kl(q)}]
-    res = minimize(lambda q: q @ values, reference, method="SLSQP", bounds=[(0.0, 1.0)] * len(values),
-                   constraints=constraints, options={"ftol": 1e-14, "maxiter": 1000})
-    assert res.success and kl(res.x) <= eps + 1e-7, res.message
-    return float(res.fun)
+    best = None
+    # several feasible starts: SLSQP's line search can stall from one of them depending on BLAS summation order
+    for shrink in (0.0, 0.3, 0.6):
+        start = (1 - shrink) * reference + shrink * np.full_like(reference, 1.0 / len(reference))
+        res = minimize(lambda q: q @ values, start, method="SLSQP", bounds=[(0.0, 1.0)] * len(values),
+                       constraints=constraints, options={"ftol": 1e-14, "maxiter": 1000})
+        if res.success and kl(res.x) <= eps + 1e-7 and (best is None or res.fun < best.fun):
+            best = res
+    assert best is not None, "SLSQP failed from every start"
+    return float(best.fun)
 
 
 @pytest.mark.parametrize("name", sorted(HAND_WIN_RATES))

@@ -42,7 +42,8 @@ def _synthetic(argv: list[str]) -> int:
         return 2
     which, rest = argv[0], argv[1:]
     if which == "bandit":
-        from moalign.experiments.bandit import BanditConfig, run_bandit
+        from moalign.experiments.bandit import BanditConfig
+        from moalign.experiments.bandit_result import run_bandit
 
         config = parse_config(BanditConfig, rest, "moalign synthetic bandit")
         run_bandit(config)
