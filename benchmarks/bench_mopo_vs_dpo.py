@@ -41,6 +41,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from step_phases import PhaseTimer, format_breakdown  # sibling module (benchmarks/ is the script's folder)
+
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 #: words that are one token each (also after a space) for the SmolLM2 and the tiny tokenizer
 WORDS = ("the cat dog sun moon tree house car red blue green big small good bad kind happy sad rain "
@@ -308,83 +310,6 @@ def format_memory(memory: list[dict[str, Any]]) -> str:
         lines.append(f"| {m['heads']} {m['head_type']} | {m['trainable_parameters']:,} | "
                      f"{m['parameter_bytes'] / 2**20:.1f} | {m['peak_allocated_bytes'] / 2**20:.1f} | "
                      f"{m['total_bytes'] / 2**20:.1f} | {m['total_ratio']:.3f}x | {m['allocated_ratio']:.3f}x |")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------- breakdown
-class PhaseTimer:
-    """CPU time per phase of a step, by wrapping methods of one trainer instance (no library changes).
-
-    MOPO: ``sequence_logps`` by grad mode and source (policy with grad, no-grad lagged, no-grad reference), each
-    split into backbone (``hidden_states``) and heads; the rest of ``compute_loss`` (dual step, metrics); backward
-    (the rest of ``training_step``); clip + optimizer + scheduler (the rest of the step). DPO: model forwards with
-    grad (policy) and without (reference), then the same three.
-    """
-
-    def __init__(self, variant: Variant) -> None:
-        self.variant = variant
-        self.seconds: dict[str, float] = {}
-        self._patched: list[tuple[Any, str]] = []
-
-    def _wrap(self, owner: Any, name: str, key_of: Any) -> None:
-        original = getattr(owner, name)
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            key = key_of()
-            start = time.process_time()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.seconds[key] = self.seconds.get(key, 0.0) + time.process_time() - start
-
-        setattr(owner, name, timed)
-        self._patched.append((owner, name))
-
-    def run(self, steps: int) -> dict[str, float]:
-        trainer = self.variant.trainer
-        model = trainer.model
-        mopo = hasattr(model, "sequence_logps")
-        if mopo:
-            def kind() -> str:
-                return "policy (grad)" if torch.is_grad_enabled() else f"{model.output.source} (no-grad)"
-
-            self._wrap(model, "sequence_logps", lambda: f"pass {kind()}")
-            self._wrap(model, "hidden_states", lambda: f"backbone {kind()}")
-        else:
-            self._wrap(model, "forward",
-                       lambda: "forward policy (grad)" if torch.is_grad_enabled() else "forward reference (no-grad)")
-        self._wrap(trainer, "compute_loss", lambda: "compute_loss")
-        self._wrap(trainer, "training_step", lambda: "training_step")
-        try:
-            _, cpu = self.variant.run(steps, record=False)
-        finally:
-            for owner, name in self._patched:
-                delattr(owner, name)
-        s = {k: v / steps for k, v in self.seconds.items()}
-        step = sum(cpu) / steps
-        phases: dict[str, float] = {}
-        if mopo:
-            for kind_name in ("policy (grad)", "lagged (no-grad)", "reference (no-grad)"):
-                if f"pass {kind_name}" in s:
-                    backbone = s.get(f"backbone {kind_name}", 0.0)
-                    phases[f"{kind_name} pass: backbone"] = backbone
-                    phases[f"{kind_name} pass: heads"] = s[f"pass {kind_name}"] - backbone
-            passes = sum(v for k, v in s.items() if k.startswith("pass "))
-        else:
-            phases.update({k: v for k, v in s.items() if k.startswith("forward")})
-            passes = sum(v for k, v in s.items() if k.startswith("forward"))
-        phases["rest of compute_loss (loss, dual step, metrics)"] = s["compute_loss"] - passes
-        phases["backward (rest of training_step)"] = s["training_step"] - s["compute_loss"]
-        phases["clip + optimizer + scheduler"] = step - s["training_step"]
-        phases["step total"] = step
-        return phases
-
-
-def format_breakdown(breakdowns: dict[str, dict[str, float]]) -> str:
-    lines = []
-    for name, phases in breakdowns.items():
-        lines.append(f"{name} (CPU s/step, share of the step):")
-        lines += [f"    {k:50s} {v:7.2f}  {100 * v / phases['step total']:5.1f}%" for k, v in phases.items()]
     return "\n".join(lines)
 
 
