@@ -33,3 +33,13 @@ def test_split_is_disjoint_seeded_and_checks_its_size():
     assert split_prompts(DemoConfig(num_train_prompts=30, num_test_prompts=10)) == (train, test)
     with pytest.raises(ValueError, match="prompt set has"):
         split_prompts(DemoConfig(num_train_prompts=10_000))
+
+
+def test_samples_are_cut_back_to_their_last_complete_sentence():
+    from moalign.experiments.demo import cut_to_last_sentence
+
+    assert cut_to_last_sentence("Paris is the capital. It has a big") == "Paris is the capital."
+    assert cut_to_last_sentence('One! Two? "Three." And then') == 'One! Two? "Three."'
+    assert cut_to_last_sentence("Pi is 3.14 or so. Next") == "Pi is 3.14 or so."  # a decimal point is no end
+    assert cut_to_last_sentence("no sentence end at all") == "no sentence end at all"
+    assert cut_to_last_sentence("Complete.") == "Complete."

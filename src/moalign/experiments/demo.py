@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -56,7 +57,11 @@ class DemoConfig:
         default=0.7, metadata={"help": "Sampling temperature of the training responses (1.0 without top-k makes a "
                                "135M model ramble; 0.7 keeps responses on topic yet varied)."})
     eval_max_new_tokens: int = field(default=32, metadata={"help": "Length of the evaluation responses."})
-    generation_batch_size: int = field(default=16, metadata={"help": "Prompts per generate() call."})
+    generation_batch_size: int = field(default=64, metadata={"help": "Prompts per generate() call (64 samples "
+                                                              "~1.5x faster than 16 on the 2-core CPU)."})
+    eval_temperature: float = field(default=0.0, metadata={"help": "Decoding of the evaluation: 0 = greedy, "
+                                                           "> 0 = sampling at this temperature (same seed for "
+                                                           "every policy)."})
     head_type: str = field(default="full", metadata={"help": "'full' (the paper's heads; measured to separate the objectives in this demo) or 'low_rank' policy heads."})
     max_steps: int = field(default=40, metadata={"help": "MOPO optimizer steps."})
     batch_size: int = field(default=4, metadata={"help": "Preference pairs per step."})
@@ -118,7 +123,23 @@ def sample_responses(model: Any, tokenizer: Any, prompts: list[str], config: Dem
                                   do_sample=True, temperature=config.sample_temperature, seed=config.seed)
     repeated = [p for p in prompts for _ in range(config.responses_per_prompt)]
     completions = generate_completions(model, tokenizer, repeated, Policy.as_is("base"), settings)
-    return [{"prompt": p, "completion": c} for p, c in zip(repeated, completions)]
+    return [{"prompt": p, "completion": cut_to_last_sentence(c), "generated": c}
+            for p, c in zip(repeated, completions)]
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
+
+
+def cut_to_last_sentence(text: str) -> str:
+    """``text`` up to and including its last sentence end (``.``, ``!`` or ``?``); unchanged without one.
+
+    Samples stop at ``sample_max_new_tokens``, mostly mid-sentence, and the trainer's collator ends every
+    completion with EOS (TRL's convention: a completion is a whole response). Trained on cut-off text
+    + EOS, both heads learn to stop wherever the token budget ran out -- a shared artefact that shortens
+    every head alike. Cutting each sample back to its last complete sentence makes the EOS a real end.
+    """
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else text
 
 
 def objective_correlations(scores: np.ndarray, names: list[str]) -> dict[str, float]:
@@ -218,7 +239,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     start = time.time()
     policies = [Policy.base()] + steering_policies(len(config.objectives), steps=config.steering_steps)
     eval_config = EvalConfig(max_new_tokens=config.eval_max_new_tokens, batch_size=config.generation_batch_size,
-                             do_sample=False, num_clusters=min(config.num_clusters, len(test_prompts)),
+                             do_sample=config.eval_temperature > 0,
+                             temperature=config.eval_temperature if config.eval_temperature > 0 else 1.0,
+                             num_clusters=min(config.num_clusters, len(test_prompts)),
                              bootstrap_samples=config.bootstrap_samples, seed=config.seed,
                              output_dir=str(out / "eval"))
     result = evaluate_policies(model.eval(), tokenizer, test_prompts, reward_fns, policies, eval_config)
