@@ -63,6 +63,8 @@ class DemoConfig:
                                                            "> 0 = sampling at this temperature (same seed for "
                                                            "every policy)."})
     head_type: str = field(default="full", metadata={"help": "'full' (the paper's heads; measured to separate the objectives in this demo) or 'low_rank' policy heads."})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank on the backbone (alpha = 2 x rank); 0 trains "
+                                                "the policy heads only (backbone frozen, no shared adaptation)."})
     max_steps: int = field(default=40, metadata={"help": "MOPO optimizer steps."})
     batch_size: int = field(default=4, metadata={"help": "Preference pairs per step."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate of LoRA and heads."})
@@ -229,7 +231,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     start = time.time()
     model = MultiHeadCausalLM(base, MultiHeadConfig(num_heads=len(config.objectives), head_names=config.objectives,
                                                     head_type=config.head_type, seed=config.seed),
-                              lora_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05))
+                              lora_config=LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,
+                                                     lora_dropout=0.05) if config.lora_rank > 0 else None)
     if not (out / "model" / "multihead_config.json").exists():
         train(model, tokenizer, pairs, config, out)
     else:
