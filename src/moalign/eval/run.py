@@ -18,10 +18,11 @@ class EvalRunConfig(EvalConfig):
     prompts: str = field(
         default="", metadata={"help": "JSONL file of prompts, one object per line with a 'prompt' field."}
     )
-    rewards: list[str] = field(
-        default_factory=lambda: ["relevance", "conciseness"],
+    rewards: list[str] | None = field(
+        default=None,
         metadata={"help": "Reward functions, one per head, in head order: offline names, keys of "
-                  "KNOWN_REWARD_MODELS, or hf:<path>."},
+                  "KNOWN_REWARD_MODELS, or hf:<path>. Default: the model's head names (as `moalign demo` "
+                  "names its heads after the offline scorers)."},
     )
     max_prompts: int | None = field(default=None, metadata={"help": "Evaluate only the first N prompts."})
 
@@ -59,7 +60,7 @@ def run_eval(config: EvalRunConfig) -> Any:
 
     model = MultiHeadCausalLM.from_pretrained(config.model)
     tokenizer = load_tokenizer(config.model)
-    reward_fns = resolve_reward_functions(config.rewards)
+    reward_fns = resolve_reward_functions(config.rewards if config.rewards is not None else model.head_names)
     prompts = read_prompts(config.prompts, config.max_prompts)
     result = evaluate_policies(model.eval(), tokenizer, prompts, reward_fns, config=config)
     print(f"wrote {config.output_dir}/report.md")

@@ -44,12 +44,12 @@ class DemoConfig:
     out: str = field(default="runs/demo", metadata={"help": "Output folder (stages already done there are reused)."})
     quick: bool = field(default=False, metadata={"help": "Small tier (a few minutes): " + json.dumps(QUICK_OVERRIDES)})
     objectives: list[str] = field(
-        default_factory=lambda: ["relevance", "conciseness"],
+        default_factory=lambda: ["positivity", "conciseness"],
         metadata={"help": "Offline scorers, one head each (moalign.rewards.registry). The default pair conflicts "
                   "on SmolLM2's responses: the correlation is measured and reported in summary.md."},
     )
     num_train_prompts: int = field(default=128, metadata={"help": "Prompts whose sampled responses form the data."})
-    responses_per_prompt: int = field(default=2, metadata={"help": "Base-model samples per train prompt; every "
+    responses_per_prompt: int = field(default=3, metadata={"help": "Base-model samples per train prompt; every "
                                                            "pair of them becomes one preference row."})
     num_test_prompts: int = field(default=40, metadata={"help": "Held-out prompts for the evaluation."})
     sample_max_new_tokens: int = field(default=32, metadata={"help": "Length of the sampled training responses."})
@@ -65,13 +65,13 @@ class DemoConfig:
     head_type: str = field(default="full", metadata={"help": "'full' (the paper's heads; measured to separate the objectives in this demo) or 'low_rank' policy heads."})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank on the backbone (alpha = 2 x rank); 0 trains "
                                                 "the policy heads only (backbone frozen, no shared adaptation)."})
-    max_steps: int = field(default=40, metadata={"help": "MOPO optimizer steps."})
+    max_steps: int = field(default=60, metadata={"help": "MOPO optimizer steps."})
     batch_size: int = field(default=4, metadata={"help": "Preference pairs per step."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate of LoRA and heads."})
     tau: float = field(default=0.08, metadata={"help": "KL regularisation (paper Table 2)."})
     lower_bound_eps: float = field(default=0.15, metadata={"help": "Lower-bound KL radius (paper Table 2)."})
     threshold_source: str = field(default="lower_bound", metadata={"help": "See MOPOConfig.threshold_source."})
-    lag_steps: int = field(default=20, metadata={"help": "t0 (the paper's 500 is longer than this whole run)."})
+    lag_steps: int = field(default=30, metadata={"help": "t0 (the paper's 500 is longer than this whole run)."})
     steering_steps: int = field(default=10, metadata={"help": "Steering grid resolution: 10 gives 11 weights."})
     bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples of the CIs."})
     num_clusters: int = field(default=6, metadata={"help": "Prompt clusters (MiniLM + k-means), as in the paper."})
