@@ -229,6 +229,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     timings["score_and_label"] = time.time() - start
 
     start = time.time()
+    torch.manual_seed(config.seed)  # LoRA init independent of whether the stages above ran or were reused
     model = MultiHeadCausalLM(base, MultiHeadConfig(num_heads=len(config.objectives), head_names=config.objectives,
                                                     head_type=config.head_type, seed=config.seed),
                               lora_config=LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank,

@@ -37,7 +37,12 @@ class PairwiseCollator:
     use_chat_template: bool = False
 
     def encode(self, prompt: str | list[dict], completion: str | list[dict]) -> tuple[list[int], list[int]]:
-        """Token ids of prompt and completion (completion ends with EOS), truncated as configured."""
+        """Token ids of prompt and completion (completion ends with EOS), truncated as configured.
+
+        As in TRL, every completion is taken to be a whole response and gets an EOS. Completions cut
+        off by a generation budget should be cut back to a natural end first (the demo cuts samples
+        to their last complete sentence); otherwise the policy learns to stop where the budget ran out.
+        """
         prompt_ids = self.tokenizer(render_prompt(self.tokenizer, prompt, self.use_chat_template),
                                     add_special_tokens=False)["input_ids"]
         completion_ids = self.tokenizer(completion_text(completion), add_special_tokens=False)["input_ids"]
