@@ -59,10 +59,10 @@ class DemoConfig:
     eval_max_new_tokens: int = field(default=32, metadata={"help": "Length of the evaluation responses."})
     generation_batch_size: int = field(default=64, metadata={"help": "Prompts per generate() call (64 samples "
                                                               "~1.5x faster than 16 on the 2-core CPU)."})
-    eval_temperature: float = field(default=0.7, metadata={"help": "Decoding of the evaluation: > 0 samples at "
-                                                           "this temperature (same seed for every policy; default: "
-                                                           "the training samples' temperature, so the base model "
-                                                           "is the policy that produced the data), 0 = greedy."})
+    eval_temperature: float = field(default=0.0, metadata={"help": "Decoding of the evaluation: 0 = greedy "
+                                                           "(deterministic); > 0 samples at this temperature with "
+                                                           "the same seed for every policy (0.7 = the training "
+                                                           "samples' temperature)."})
     head_type: str = field(default="full", metadata={"help": "'full' (the paper's heads; measured to separate the objectives in this demo) or 'low_rank' policy heads."})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank on the backbone (alpha = 2 x rank); 0 trains "
                                                 "the policy heads only (backbone frozen, no shared adaptation)."})
