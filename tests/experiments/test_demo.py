@@ -11,7 +11,9 @@ def test_build_pairs_labels_every_distinct_pair_and_merges_repeated_responses():
                {"prompt": "p1", "completion": "short"}, {"prompt": "p2", "completion": "only one"},
                {"prompt": "p3", "completion": "x"}, {"prompt": "p3", "completion": "y"}]
     scores = np.array([[0.2, -1.0], [0.9, -3.0], [0.2, -1.0], [0.5, -2.0], [0.4, -1.0], [0.4, -2.0]])
-    pairs, report = build_pairs(samples, scores, ["relevance", "conciseness"])
+    dataset, report = build_pairs(samples, scores, ["relevance", "conciseness"])
+    assert dataset.objectives == ["relevance", "conciseness"] and dataset.kind == "pairwise"
+    pairs = dataset.dataset.to_list()
     assert [(p["prompt"], p["completion_a"], p["completion_b"]) for p in pairs] == [
         ("p1", "short", "a longer answer"), ("p3", "x", "y")]
     # hard labels: 1 when completion_a scores higher, 0 when lower, 0.5 on ties (relevance of p3)

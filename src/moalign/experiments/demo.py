@@ -156,11 +156,12 @@ def objective_correlations(scores: np.ndarray, names: list[str]) -> dict[str, fl
             for i, j in itertools.combinations(range(len(names)), 2)}
 
 
-def build_pairs(samples: list[dict], scores: np.ndarray, objectives: list[str]) -> tuple[list[dict], Any]:
+def build_pairs(samples: list[dict], scores: np.ndarray, objectives: list[str]) -> tuple[Any, Any]:
     """Every two distinct responses to one prompt -> one pairwise row labelled per objective (ties -> 0.5).
 
     ``moalign.data.convert.scores_to_pairwise`` on the scored samples; a response sampled twice for one
-    prompt counts once (it would only add an all-tie pair). Returns the rows and the conversion report.
+    prompt counts once (it would only add an all-tie pair). Returns the pairwise
+    ``MultiObjectiveDataset`` and the conversion report.
     """
     from moalign.data import from_rows
     from moalign.data.convert import scores_to_pairwise
@@ -169,23 +170,21 @@ def build_pairs(samples: list[dict], scores: np.ndarray, objectives: list[str]) 
                         for row, s in zip(samples, scores)], objectives=objectives, kind="pointwise",
                        source="samples.jsonl")
     pairs, report = scores_to_pairwise(scored, duplicates="merge")
-    return pairs.dataset.to_list(), report
+    return pairs, report
 
 
-def train(model: Any, tokenizer: Any, pairs: list[dict], config: DemoConfig, out: Path) -> Any:
-    """MOPO on the labelled pairs; resumes from the last checkpoint in ``out/model``."""
-    from moalign.data import from_rows
+def train(model: Any, tokenizer: Any, pairs: Any, config: DemoConfig, out: Path) -> Any:
+    """MOPO on the labelled pairs (a ``MultiObjectiveDataset``); resumes from the last checkpoint in ``out/model``."""
     from moalign.trainers.mopo_config import MOPOConfig
     from moalign.trainers.mopo_trainer import MOPOTrainer
 
-    data = from_rows(pairs, objectives=config.objectives, kind="pairwise")
     args = MOPOConfig(output_dir=str(out / "model"), max_steps=config.max_steps, learning_rate=config.learning_rate,
                       per_device_train_batch_size=config.batch_size, tau=config.tau,
                       lower_bound_eps=config.lower_bound_eps, threshold_source=config.threshold_source,
                       lag_steps=config.lag_steps, logging_steps=max(1, config.max_steps // 12),
                       save_steps=max(1, config.max_steps // 4), save_total_limit=1, report_to=[], seed=config.seed,
                       use_cpu=True, lr_scheduler_type="constant", max_completion_length=config.sample_max_new_tokens + 1)
-    trainer = MOPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    trainer = MOPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer)
     checkpoints = sorted((out / "model").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     trainer.save_model(str(out / "model"))
@@ -198,6 +197,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     import torch
     from peft import LoraConfig
 
+    from moalign.data.io import to_jsonl
     from moalign.eval import EvalConfig, evaluate_policies
     from moalign.eval.policies import Policy, steering_policies
     from moalign.models import MultiHeadCausalLM, MultiHeadConfig, load_smollm2
@@ -229,7 +229,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     pairs, pairing = build_pairs(samples, scores, config.objectives)
     if pairing.num_dropped:
         print(f"pairing: {pairing}")
-    _write_jsonl(out / "pairs.jsonl", pairs)
+    to_jsonl(pairs, out / "pairs.jsonl")  # with its .moalign.json sidecar: reloadable by load_multi_objective
     timings["score_and_label"] = time.time() - start
 
     start = time.time()

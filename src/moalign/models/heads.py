@@ -123,10 +123,14 @@ class LowRankHead(PolicyHead):
         self.A = nn.Parameter(a.to(device=device, dtype=dtype))
         self.B = nn.Parameter(torch.zeros(rank, hidden_size, device=device, dtype=dtype))
 
+    def factors(self, lagged: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A_k, B_k)``: the current parameters, or the lagged snapshot's."""
+        return self._tensor("A", lagged), self._tensor("B", lagged)
+
     def logits(
         self, hidden: torch.Tensor, base_weight: torch.Tensor, base_bias: torch.Tensor | None, lagged: bool = False
     ) -> torch.Tensor:
-        a, b = self._tensor("A", lagged), self._tensor("B", lagged)
+        a, b = self.factors(lagged)
         base = F.linear(hidden, base_weight, base_bias)
         return base + self.scaling * F.linear(F.linear(hidden, b), a)
 

@@ -58,6 +58,17 @@ LAGGED_ADAPTER = "lagged"
 _LOGIT_POSTPROCESSING_FIELDS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 
 
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode (dropout off) inside the block; its previous train/eval mode is restored after."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
 def _check_backbone_path(causal_lm: nn.Module, decoder: nn.Module, output_layer: nn.Module) -> None:
     """Check that ``output_layer(decoder(x))`` reproduces the model's logits (no post-processing after lm_head)."""
     config = causal_lm.config.get_text_config() if hasattr(causal_lm.config, "get_text_config") else causal_lm.config
@@ -68,18 +79,13 @@ def _check_backbone_path(causal_lm: nn.Module, decoder: nn.Module, output_layer:
                 f"{type(causal_lm).__name__}: config.{name}={value} post-processes the lm_head output; "
                 "MultiHeadCausalLM does not support it"
             )
-    was_training = causal_lm.training
-    causal_lm.eval()
     vocab = output_layer.weight.shape[0]
     device = output_layer.weight.device
     ids = torch.tensor([[1 % vocab, 2 % vocab, 3 % vocab]], device=device)
-    try:
-        with torch.no_grad():
-            expected = causal_lm(input_ids=ids, use_cache=False).logits.float()
-            hidden = decoder(input_ids=ids, use_cache=False).last_hidden_state
-            got = output_layer(hidden).float()
-    finally:
-        causal_lm.train(was_training)
+    with eval_mode(causal_lm), torch.no_grad():
+        expected = causal_lm(input_ids=ids, use_cache=False).logits.float()
+        hidden = decoder(input_ids=ids, use_cache=False).last_hidden_state
+        got = output_layer(hidden).float()
     if expected.shape != got.shape or not torch.allclose(expected, got, rtol=1e-3, atol=1e-3):
         raise ValueError(
             f"{type(causal_lm).__name__}: its logits are not output_layer(last hidden state) (the model post-processes "
@@ -448,9 +454,8 @@ class MultiHeadCausalLM(nn.Module):
                               source: str) -> torch.Tensor:
         """``(len(heads), N)`` token log-probs of low-rank heads with one shared base projection."""
         output = self.output
-        lagged = source == "lagged"
         chosen = [output.heads[h] for h in heads]
-        factors = [(head._tensor("A", lagged), head._tensor("B", lagged)) for head in chosen]
+        factors = [head.factors(lagged=source == "lagged") for head in chosen]
         return low_rank_token_logps(hidden, targets, output.base_weight, output.base_bias, factors,
                                     [head.scaling for head in chosen])
 

@@ -36,10 +36,9 @@ from torch.nn import functional as F
 __all__ = ["low_rank_token_logps"]
 
 
-def _head_logits(base: torch.Tensor, hidden: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-                 scaling: float) -> torch.Tensor:
-    """``base + s A (B h)`` for every row of ``hidden``, in at least float32."""
-    logits = torch.addmm(base, F.linear(hidden, b), a.T, alpha=scaling)
+def _head_logits(base: torch.Tensor, hb: torch.Tensor, a: torch.Tensor, scaling: float) -> torch.Tensor:
+    """``base + s A (B h)`` for every row, from ``hb = h B^T``, in at least float32 (a fresh tensor)."""
+    logits = torch.addmm(base, hb, a.T, alpha=scaling)
     return logits.to(_accumulation_dtype(logits))
 
 
@@ -56,7 +55,7 @@ class _SharedBaseLowRankLogps(torch.autograd.Function):
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         token_logps, lses = [], []
         for k, scaling in enumerate(scalings):
-            logits = _head_logits(base, hidden, factors[2 * k], factors[2 * k + 1], scaling)
+            logits = _head_logits(base, F.linear(hidden, factors[2 * k + 1]), factors[2 * k], scaling)
             lse = torch.logsumexp(logits, dim=-1)
             token_logps.append(logits[rows, targets] - lse)
             lses.append(lse)
@@ -81,7 +80,7 @@ class _SharedBaseLowRankLogps(torch.autograd.Function):
             a, b = factors[2 * k], factors[2 * k + 1]
             hb = F.linear(hidden, b)  # (N, r)
             # dz_k = g_k (onehot - softmax_k), built in place in the softmax buffer
-            dz = torch.addmm(base, hb, a.T, alpha=scaling).to(acc).sub_(lses[k].unsqueeze(-1)).exp_()
+            dz = _head_logits(base, hb, a, scaling).sub_(lses[k].unsqueeze(-1)).exp_()
             dz.mul_(-grad[k].unsqueeze(-1))
             dz[rows, targets] += grad[k]
             dz_sum.add_(dz)

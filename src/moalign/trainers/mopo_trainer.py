@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -39,6 +37,7 @@ from moalign.core.mopo import (
     lagged_reference_log_weight,
     lower_bound,
 )
+from moalign.models.multihead import eval_mode
 from moalign.trainers.collator import PairwiseCollator
 from moalign.trainers.mopo_config import MOPOConfig
 
@@ -145,7 +144,7 @@ class MOPOTrainer(Trainer):
         args: MOPOConfig = self.args
         ids, mask, cmask = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
         base = _unwrap(model)
-        with _eval_mode(base), base.lagged_context():
+        with eval_mode(base), base.lagged_context():
             lagged = base.sequence_logps(ids, mask, cmask, average=args.length_normalize)
         if "ref_logps" in inputs:
             return lagged, inputs["ref_logps"].to(lagged)
@@ -246,17 +245,6 @@ class MOPOTrainer(Trainer):
         if not os.path.exists(path):
             raise FileNotFoundError(f"{resume_from_checkpoint} has no {DUAL_STATE_NAME}: not a MOPOTrainer checkpoint")
         self.load_dual_state(torch.load(path, weights_only=False))
-
-
-@contextmanager
-def _eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """``module`` in eval mode (dropout off) inside the block; its previous train/eval mode is restored after."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
 
 
 def _unwrap(model: Any) -> Any:
