@@ -201,3 +201,33 @@ def test_config_rejects_bad_values(tmp_path):
         MOPOConfig(output_dir=str(tmp_path), threshold_mode="fixed", report_to=[])
     with pytest.raises(ValueError, match="tau"):
         MOPOConfig(output_dir=str(tmp_path), tau=0.0, report_to=[])
+    with pytest.raises(ValueError, match="head_learning_rate"):
+        MOPOConfig(output_dir=str(tmp_path), head_learning_rate=0.0, report_to=[])
+
+
+def test_head_learning_rate_moves_heads_and_adapter_by_their_own_rates(tmp_path):
+    """Adam's first update of a parameter is lr * g / (|g| + eps), i.e. ~lr for every entry with a gradient:
+    after one step the heads move by head_learning_rate and the LoRA adapter by learning_rate."""
+    head_lr, lora_lr = 1e-2, 1e-4
+    trainer = make_trainer(tmp_path, max_steps=1, lag_steps=0, learning_rate=lora_lr, head_learning_rate=head_lr,
+                           lr_scheduler_type="constant", weight_decay=0.0, save_strategy="no")
+    model = trainer.model
+    head_ids = {id(p) for p in model.output.parameters()}
+    before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    trainer.train()
+    head_moves, lora_moves = [], []
+    for name, p in model.named_parameters():
+        if name in before:
+            (head_moves if id(p) in head_ids else lora_moves).append((p.detach() - before[name]).abs().max().item())
+    assert head_moves and lora_moves
+    assert max(head_moves) == pytest.approx(head_lr, rel=1e-3)
+    assert max(lora_moves) == pytest.approx(lora_lr, rel=1e-3)
+    lrs = sorted({group["lr"] for group in trainer.optimizer.param_groups})
+    assert lrs == [lora_lr, head_lr]
+
+
+def test_without_head_learning_rate_heads_share_the_rate(tmp_path):
+    trainer = make_trainer(tmp_path, max_steps=1, lag_steps=0, learning_rate=1e-3, lr_scheduler_type="constant",
+                           save_strategy="no")
+    trainer.train()
+    assert {group["lr"] for group in trainer.optimizer.param_groups} == {1e-3}

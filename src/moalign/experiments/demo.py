@@ -68,7 +68,10 @@ class DemoConfig:
                                                 "the policy heads only (backbone frozen, no shared adaptation)."})
     max_steps: int = field(default=60, metadata={"help": "MOPO optimizer steps."})
     batch_size: int = field(default=4, metadata={"help": "Preference pairs per step."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate of LoRA and heads."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate of LoRA (and of the heads "
+                                                          "when head_learning_rate is not set)."})
+    head_learning_rate: float | None = field(default=None, metadata={"help": "Adam learning rate of the policy "
+                                                                     "heads (None: learning_rate)."})
     tau: float = field(default=0.08, metadata={"help": "KL regularisation (paper Table 2)."})
     lower_bound_eps: float = field(default=0.0, metadata={"help": "Lower-bound KL radius. The paper's 0.15 "
                                   "(Table 2) on this demo's 8-sequence batches keeps the bound below the threshold "
@@ -179,6 +182,7 @@ def train(model: Any, tokenizer: Any, pairs: Any, config: DemoConfig, out: Path)
     from moalign.trainers.mopo_trainer import MOPOTrainer
 
     args = MOPOConfig(output_dir=str(out / "model"), max_steps=config.max_steps, learning_rate=config.learning_rate,
+                      head_learning_rate=config.head_learning_rate,
                       per_device_train_batch_size=config.batch_size, tau=config.tau,
                       lower_bound_eps=config.lower_bound_eps, threshold_source=config.threshold_source,
                       lag_steps=config.lag_steps, logging_steps=max(1, config.max_steps // 12),

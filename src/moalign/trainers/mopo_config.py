@@ -28,6 +28,12 @@ class MOPOConfig(TrainingArguments):
                   "plus a rank-`head_rank` delta per head; memory-light)."},
     )
     head_rank: int = field(default=8, metadata={"help": "Rank of each low-rank head delta."})
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the policy heads; the LoRA adapter keeps `learning_rate`. Default: "
+                  "`learning_rate` for both. The heads hold what differs between objectives, the shared adapter "
+                  "what every head's loss pulls it to: a lower adapter rate leaves more of the difference to the heads."},
+    )
     use_lora: bool = field(default=True, metadata={"help": "Train PEFT LoRA adapters on the backbone."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (paper Table 2: 16)."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (paper Table 2: 32)."})
@@ -148,6 +154,8 @@ class MOPOConfig(TrainingArguments):
             raise ValueError(f"threshold_beta must be in (0, 1], got {self.threshold_beta}")
         if self.lag_steps < 0:
             raise ValueError(f"lag_steps must be >= 0, got {self.lag_steps}")
+        if self.head_learning_rate is not None and not self.head_learning_rate > 0:
+            raise ValueError(f"head_learning_rate must be > 0 (or None for learning_rate), got {self.head_learning_rate}")
         # The dataset's columns (preference, completion_a, ...) are read by our collator.
         self.remove_unused_columns = False
         super().__post_init__()

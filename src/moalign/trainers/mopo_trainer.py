@@ -199,6 +199,25 @@ class MOPOTrainer(Trainer):
         self.lag_active = True
         self.last_lag_step = step
 
+    # ------------------------------------------------------------------ optimizer
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """Trainer's optimizer; with ``head_learning_rate`` the policy heads get a parameter group of their own."""
+        created = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if self.args.head_learning_rate is None or not created:
+            return optimizer
+        head_ids = {id(p) for p in _unwrap(self.model).output.parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            for is_head in (False, True):
+                params = [p for p in group["params"] if (id(p) in head_ids) == is_head]
+                if params:
+                    groups.append({**group, "params": params,
+                                   "lr": self.args.head_learning_rate if is_head else group["lr"]})
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model or self.model)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
     # ------------------------------------------------------------------ logging
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         logs.update({k: sum(v) / len(v) for k, v in self._metrics.items() if v})
