@@ -28,13 +28,24 @@ def test_build_pairs_rejects_a_repeated_response_with_different_scores():
         build_pairs(samples, np.array([[0.1, 1.0], [0.2, 1.0]]), ["a", "b"])
 
 
-def test_split_is_disjoint_seeded_and_checks_its_size():
-    config = DemoConfig(num_train_prompts=30, num_test_prompts=10)
-    train, test = split_prompts(config)
-    assert len(train) == 30 and len(test) == 10 and not set(train) & set(test)
-    assert split_prompts(DemoConfig(num_train_prompts=30, num_test_prompts=10)) == (train, test)
+def test_split_is_disjoint_seeded_covers_the_set_and_checks_its_size():
+    from moalign.experiments.demo import demo_prompts
+
+    config = DemoConfig(num_train_prompts=30, num_test_prompts=10, num_validation_prompts=5)
+    splits = split_prompts(config)
+    n = len(demo_prompts())
+    assert [len(splits[k]) for k in ("train", "validation", "test")] == [30, n - 40, 10]
+    assert not set(splits["train"]) & set(splits["test"])
+    assert not set(splits["validation"]) & (set(splits["train"]) | set(splits["test"]))
+    assert set(splits["train"]) | set(splits["validation"]) | set(splits["test"]) == {r["prompt"] for r in demo_prompts()}
+    assert split_prompts(DemoConfig(num_train_prompts=30, num_test_prompts=10, num_validation_prompts=5)) == splits
+    # the test block is the end of the permutation: more train prompts never move a test prompt
+    assert split_prompts(DemoConfig(num_train_prompts=60, num_test_prompts=10, num_validation_prompts=5))["test"] \
+        == splits["test"]
     with pytest.raises(ValueError, match="prompt set has"):
         split_prompts(DemoConfig(num_train_prompts=10_000))
+    with pytest.raises(ValueError, match="eval_split"):
+        DemoConfig(eval_split="train")
 
 
 def test_samples_are_cut_back_to_their_last_complete_sentence():

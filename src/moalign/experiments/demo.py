@@ -51,7 +51,14 @@ class DemoConfig:
     num_train_prompts: int = field(default=128, metadata={"help": "Prompts whose sampled responses form the data."})
     responses_per_prompt: int = field(default=3, metadata={"help": "Base-model samples per train prompt; every "
                                                            "pair of them becomes one preference row."})
-    num_test_prompts: int = field(default=40, metadata={"help": "Held-out prompts for the evaluation."})
+    num_test_prompts: int = field(default=80, metadata={"help": "Held-out test prompts of the reported evaluation "
+                                                        "(the last ones of the seeded permutation); never used to "
+                                                        "choose settings."})
+    num_validation_prompts: int = field(default=40, metadata={"help": "Prompts kept apart for choosing settings "
+                                                              "(the first ones of the permutation; the prompts "
+                                                              "between the train and the test block join them)."})
+    eval_split: str = field(default="test", metadata={"help": "'test' (the reported numbers) or 'validation' "
+                                                      "(for trying settings without touching the test prompts)."})
     sample_max_new_tokens: int = field(default=32, metadata={"help": "Length of the sampled training responses."})
     sample_temperature: float = field(
         default=0.7, metadata={"help": "Sampling temperature of the training responses (1.0 without top-k makes a "
@@ -92,6 +99,8 @@ class DemoConfig:
             raise ValueError(f"the demo needs at least two objectives, got {self.objectives}")
         if self.responses_per_prompt < 2:
             raise ValueError("responses_per_prompt must be >= 2 to form pairs")
+        if self.eval_split not in ("test", "validation"):
+            raise ValueError(f"eval_split must be 'test' or 'validation', got {self.eval_split!r}")
 
 
 def demo_prompts() -> list[dict[str, str]]:
@@ -100,17 +109,24 @@ def demo_prompts() -> list[dict[str, str]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def split_prompts(config: DemoConfig) -> tuple[list[str], list[str]]:
-    """Seeded disjoint train/test prompt lists."""
+def split_prompts(config: DemoConfig) -> dict[str, list[str]]:
+    """Seeded disjoint ``train``, ``validation`` and ``test`` prompt lists.
+
+    The seeded permutation of the prompt set is laid out as
+    ``[validation | train | more validation | test]``: the test prompts are its last ``num_test_prompts``,
+    the train prompts follow the first ``num_validation_prompts``, and every prompt in neither block
+    is a validation prompt. Settings are chosen on validation prompts; the test prompts only give the
+    reported numbers.
+    """
     rows = demo_prompts()
-    order = np.random.default_rng(config.seed).permutation(len(rows))
-    if config.num_train_prompts + config.num_test_prompts > len(rows):
-        raise ValueError(f"the prompt set has {len(rows)} prompts; asked for "
-                         f"{config.num_train_prompts} + {config.num_test_prompts}")
-    test = [rows[i]["prompt"] for i in order[: config.num_test_prompts]]
-    train = [rows[i]["prompt"] for i in order[config.num_test_prompts: config.num_test_prompts
-                                               + config.num_train_prompts]]
-    return train, test
+    order = [rows[i]["prompt"] for i in np.random.default_rng(config.seed).permutation(len(rows))]
+    n_val, n_train, n_test = config.num_validation_prompts, config.num_train_prompts, config.num_test_prompts
+    if n_val + n_train + n_test > len(rows):
+        raise ValueError(f"the prompt set has {len(rows)} prompts; asked for {n_val} validation + "
+                         f"{n_train} train + {n_test} test")
+    train_end, test_start = n_val + n_train, len(order) - n_test
+    return {"train": order[n_val:train_end], "validation": order[:n_val] + order[train_end:test_start],
+            "test": order[test_start:]}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -216,7 +232,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     start = time.time()
     base, tokenizer = load_smollm2()
     timings["load_model"] = time.time() - start
-    train_prompts, test_prompts = split_prompts(config)
+    splits = split_prompts(config)
+    train_prompts, eval_prompts = splits["train"], splits[config.eval_split]
     reward_fns = resolve_reward_functions(config.objectives)
 
     start = time.time()
@@ -253,14 +270,15 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     eval_config = EvalConfig(max_new_tokens=config.eval_max_new_tokens, batch_size=config.generation_batch_size,
                              do_sample=config.eval_temperature > 0,
                              temperature=config.eval_temperature if config.eval_temperature > 0 else 1.0,
-                             num_clusters=min(config.num_clusters, len(test_prompts)),
+                             num_clusters=min(config.num_clusters, len(eval_prompts)),
                              bootstrap_samples=config.bootstrap_samples, seed=config.seed,
-                             output_dir=str(out / "eval"))
-    result = evaluate_policies(model.eval(), tokenizer, test_prompts, reward_fns, policies, eval_config)
+                             output_dir=str(out / ("eval" if config.eval_split == "test" else "eval_validation")))
+    result = evaluate_policies(model.eval(), tokenizer, eval_prompts, reward_fns, policies, eval_config)
     timings["evaluate"] = time.time() - start
     summary = summarize(result.report, config, correlations, len(samples), len(pairs), timings)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "summary.md").write_text(render_summary(summary))
+    name = "summary" if config.eval_split == "test" else "summary_validation"
+    (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    (out / f"{name}.md").write_text(render_summary(summary))
     print(render_summary(summary))
     return summary
 
@@ -278,7 +296,8 @@ def summarize(report: dict, config: DemoConfig, correlations: dict, num_samples:
         diff = {key: entry["diff_vs_base"][key][k] for key in ("mean", "ci_low", "ci_high", "significant")}
         heads[name] = {"policy": entry["name"], "mean": entry["mean"][k], "base_mean": policies[report["base_policy"]]
                        ["mean"][k], "diff_vs_base": diff}
-    return {"objectives": config.objectives, "objective_correlation_on_samples": correlations,
+    return {"objectives": config.objectives, "eval_split": config.eval_split, "num_eval_prompts": report["num_prompts"],
+            "objective_correlation_on_samples": correlations,
             "num_samples": num_samples, "num_pairs": num_pairs, "heads": heads,
             "steering_spearman": report["steering_spearman"], "hypervolume": report["front"]["overall"],
             "reference_point": report["reference_point"], "timings_s": timings, "quick": config.quick}
@@ -287,7 +306,8 @@ def summarize(report: dict, config: DemoConfig, correlations: dict, num_samples:
 def render_summary(summary: dict) -> str:
     lines = ["# moalign demo: MOPO on SmolLM2-135M-Instruct", "",
              f"objectives: {', '.join(summary['objectives'])}; {summary['num_samples']} sampled responses, "
-             f"{summary['num_pairs']} preference pairs", "",
+             f"{summary['num_pairs']} preference pairs; evaluated on {summary['num_eval_prompts']} "
+             f"{summary['eval_split']} prompts", "",
              "Spearman correlation between objectives over the sampled responses (negative = conflict): "
              + ", ".join(f"{k} = {v:+.3f}" for k, v in summary["objective_correlation_on_samples"].items()), "",
              "| head | its objective: head mean | base mean | difference (95% bootstrap CI) |", "|---|---|---|---|"]
