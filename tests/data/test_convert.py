@@ -8,6 +8,7 @@ from scipy.special import expit
 
 from moalign.data import (
     DatasetValidationError,
+    conflicting_pairs,
     from_rows,
     pairwise_from_trl,
     pairwise_to_pointwise,
@@ -210,3 +211,21 @@ def test_round_trip_trl_to_pairwise_to_trl():
     mo, _ = pairwise_from_trl({"helpful": HELPFUL, "harmless": HELPFUL})
     trl, _ = pairwise_to_trl(mo, "harmless")
     assert trl.to_list() == HELPFUL
+
+
+def test_conflicting_pairs_keeps_rows_whose_objectives_name_different_winners():
+    rows = [
+        {"prompt": "p", "completion_a": "a", "completion_b": "b", "preference": [1.0, 0.0, 0.5]},   # conflict
+        {"prompt": "p", "completion_a": "a", "completion_b": "c", "preference": [1.0, 1.0, 0.5]},   # agree
+        {"prompt": "q", "completion_a": "x", "completion_b": "y", "preference": [0.5, 0.5, 0.5]},   # all tie
+        {"prompt": "q", "completion_a": "x", "completion_b": "z", "preference": [0.5, 0.2, 0.9]},   # conflict
+        {"prompt": "r", "completion_a": "u", "completion_b": "v", "preference": [0.0, 0.5, 0.3]},   # agree on b
+    ]
+    mo = from_rows(rows, objectives=["o1", "o2", "o3"], kind="pairwise")
+    kept, report = conflicting_pairs(mo)
+    assert [r["preference"] for r in kept.dataset.to_list()] == [[1.0, 0.0, 0.5], [0.5, 0.2, 0.9]]
+    assert kept.objectives == ["o1", "o2", "o3"] and kept.kind == "pairwise"
+    assert (report.rows_in, report.rows_out, report.dropped) == (5, 2, {"objectives agree or tie": 3})
+    with pytest.raises(ValueError, match="pairwise"):
+        conflicting_pairs(from_rows([{"prompt": "p", "completion": "c", "scores": [1.0, 2.0, 3.0]}],
+                                    objectives=["o1", "o2", "o3"], kind="pointwise"))

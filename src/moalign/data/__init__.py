@@ -2,12 +2,13 @@
 
 - :mod:`moalign.data.schema`: the contract, :class:`MultiObjectiveDataset`, validation.
 - :mod:`moalign.data.io`: :func:`load_multi_objective` (files, folders, in-memory) and save/export.
-- :mod:`moalign.data.convert`: scores <-> pairwise, TRL <-> pairwise, pairwise -> pointwise.
+- :mod:`moalign.data.convert`: scores <-> pairwise, TRL <-> pairwise, pairwise -> pointwise, conflicting pairs.
 - :mod:`moalign.data.hub`: recipes for Anthropic/hh-rlhf, openai/summarize_from_feedback, PKU-SafeRLHF.
 """
 
 from moalign.data.convert import (
     ConversionReport,
+    conflicting_pairs,
     pairwise_from_trl,
     pairwise_to_pointwise,
     pairwise_to_trl,
@@ -23,7 +24,7 @@ from moalign.data.schema import (
 )
 
 __all__ = [
-    "ConversionReport", "DatasetValidationError", "MultiObjectiveDataset", "ValidationIssue", "from_hf_dataset",
+    "ConversionReport", "DatasetValidationError", "conflicting_pairs", "MultiObjectiveDataset", "ValidationIssue", "from_hf_dataset",
     "from_rows", "load_multi_objective", "pairwise_from_trl", "pairwise_to_pointwise", "pairwise_to_trl",
     "preference_from_scores", "scores_to_pairwise", "validate_columns",
 ]

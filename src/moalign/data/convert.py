@@ -7,6 +7,7 @@
 (c) :func:`pairwise_to_trl` -- pairwise multi-objective -> TRL ``prompt/chosen/rejected``
     for one objective (DPO baselines).
 (d) :func:`pairwise_to_pointwise` -- pairwise rows with ``scores_a``/``scores_b`` -> pointwise.
+(e) :func:`conflicting_pairs` -- the pairwise rows on which two objectives name different winners.
 
 Functions that may leave rows out return ``(result, ConversionReport)``; the
 report counts every row left out and why, and is also logged. Nothing is left
@@ -420,4 +421,26 @@ def pairwise_to_pointwise(
         report.notes.append(f"per-pair columns {extra} are not carried")
     result = dataset_from_columns(out, mo.objectives, "pointwise", mo.source)
     report.rows_out = len(result)
+    return result, report.log()
+
+
+# ----------------------------------------------------------------------------------------------
+# (e) pairwise -> the pairs on which the objectives conflict
+# ----------------------------------------------------------------------------------------------
+def conflicting_pairs(mo: MultiObjectiveDataset) -> tuple[MultiObjectiveDataset, ConversionReport]:
+    """The pairwise rows on which the objectives disagree: some label prefers ``completion_a`` (> 0.5) and
+    another prefers ``completion_b`` (< 0.5).
+
+    A pair on which every objective prefers the same completion (or ties) asks every policy head for the
+    same thing; the conflicting pairs are the ones that tell heads apart. Every row left out is counted
+    in the report ("objectives agree or tie"), none silently.
+    """
+    if mo.kind != "pairwise":
+        raise ValueError(f"conflicting_pairs needs a pairwise dataset, got {mo.kind}")
+    keep = [i for i, labels in enumerate(mo.dataset["preference"])
+            if any(v > 0.5 for v in labels) and any(v < 0.5 for v in labels)]
+    report = ConversionReport("conflicting_pairs", rows_in=len(mo), rows_out=len(keep))
+    if len(keep) < len(mo):
+        report.drop("objectives agree or tie", len(mo) - len(keep))
+    result = MultiObjectiveDataset._from_validated(mo.dataset.select(keep), mo.objectives, "pairwise", mo.source)
     return result, report.log()

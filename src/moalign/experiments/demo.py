@@ -51,6 +51,9 @@ class DemoConfig:
     num_train_prompts: int = field(default=128, metadata={"help": "Prompts whose sampled responses form the data."})
     responses_per_prompt: int = field(default=3, metadata={"help": "Base-model samples per train prompt; every "
                                                            "pair of them becomes one preference row."})
+    train_pairs: str = field(default="all", metadata={"help": "'all' labelled pairs, or only the 'conflicting' "
+                                                       "ones (the objectives name different winners; pairs on which "
+                                                       "they agree ask every head for the same thing)."})
     num_test_prompts: int = field(default=80, metadata={"help": "Held-out test prompts of the reported evaluation "
                                                         "(the last ones of the seeded permutation); never used to "
                                                         "choose settings."})
@@ -99,6 +102,8 @@ class DemoConfig:
             raise ValueError(f"the demo needs at least two objectives, got {self.objectives}")
         if self.responses_per_prompt < 2:
             raise ValueError("responses_per_prompt must be >= 2 to form pairs")
+        if self.train_pairs not in ("all", "conflicting"):
+            raise ValueError(f"train_pairs must be 'all' or 'conflicting', got {self.train_pairs!r}")
         if self.eval_split not in ("test", "validation"):
             raise ValueError(f"eval_split must be 'test' or 'validation', got {self.eval_split!r}")
 
@@ -217,6 +222,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     import torch
     from peft import LoraConfig
 
+    from moalign.data.convert import conflicting_pairs
     from moalign.data.io import to_jsonl
     from moalign.eval import EvalConfig, evaluate_policies
     from moalign.eval.policies import Policy, steering_policies
@@ -250,6 +256,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     pairs, pairing = build_pairs(samples, scores, config.objectives)
     if pairing.num_dropped:
         print(f"pairing: {pairing}")
+    num_labelled = len(pairs)
+    if config.train_pairs == "conflicting":
+        pairs, filtering = conflicting_pairs(pairs)
+        print(filtering)
     to_jsonl(pairs, out / "pairs.jsonl")  # with its .moalign.json sidecar: reloadable by load_multi_objective
     timings["score_and_label"] = time.time() - start
 
@@ -275,7 +285,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                              output_dir=str(out / ("eval" if config.eval_split == "test" else "eval_validation")))
     result = evaluate_policies(model.eval(), tokenizer, eval_prompts, reward_fns, policies, eval_config)
     timings["evaluate"] = time.time() - start
-    summary = summarize(result.report, config, correlations, len(samples), len(pairs), timings)
+    summary = summarize(result.report, config, correlations, len(samples), num_labelled, len(pairs), timings)
     name = "summary" if config.eval_split == "test" else "summary_validation"
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
     (out / f"{name}.md").write_text(render_summary(summary))
@@ -284,7 +294,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
 
 def summarize(report: dict, config: DemoConfig, correlations: dict, num_samples: int, num_pairs: int,
-              timings: dict) -> dict[str, Any]:
+              num_train_pairs: int, timings: dict) -> dict[str, Any]:
     """The demo's targets read off the evaluation report."""
     policies = {p["name"]: p for p in report["policies"]}
     heads = {}
@@ -298,7 +308,8 @@ def summarize(report: dict, config: DemoConfig, correlations: dict, num_samples:
                        ["mean"][k], "diff_vs_base": diff}
     return {"objectives": config.objectives, "eval_split": config.eval_split, "num_eval_prompts": report["num_prompts"],
             "objective_correlation_on_samples": correlations,
-            "num_samples": num_samples, "num_pairs": num_pairs, "heads": heads,
+            "num_samples": num_samples, "num_pairs": num_pairs, "num_train_pairs": num_train_pairs,
+            "train_pairs": config.train_pairs, "heads": heads,
             "steering_spearman": report["steering_spearman"], "hypervolume": report["front"]["overall"],
             "reference_point": report["reference_point"], "timings_s": timings, "quick": config.quick}
 
@@ -306,7 +317,8 @@ def summarize(report: dict, config: DemoConfig, correlations: dict, num_samples:
 def render_summary(summary: dict) -> str:
     lines = ["# moalign demo: MOPO on SmolLM2-135M-Instruct", "",
              f"objectives: {', '.join(summary['objectives'])}; {summary['num_samples']} sampled responses, "
-             f"{summary['num_pairs']} preference pairs; evaluated on {summary['num_eval_prompts']} "
+             f"{summary['num_pairs']} preference pairs ({summary['num_train_pairs']} trained on: "
+             f"{summary['train_pairs']}); evaluated on {summary['num_eval_prompts']} "
              f"{summary['eval_split']} prompts", "",
              "Spearman correlation between objectives over the sampled responses (negative = conflict): "
              + ", ".join(f"{k} = {v:+.3f}" for k, v in summary["objective_correlation_on_samples"].items()), "",
