@@ -24,7 +24,7 @@ from moalign.data.schema import (
 )
 
 __all__ = [
-    "ConversionReport", "DatasetValidationError", "conflicting_pairs", "MultiObjectiveDataset", "ValidationIssue", "from_hf_dataset",
-    "from_rows", "load_multi_objective", "pairwise_from_trl", "pairwise_to_pointwise", "pairwise_to_trl",
+    "ConversionReport", "DatasetValidationError", "MultiObjectiveDataset", "ValidationIssue", "conflicting_pairs",
+    "from_hf_dataset", "from_rows", "load_multi_objective", "pairwise_from_trl", "pairwise_to_pointwise", "pairwise_to_trl",
     "preference_from_scores", "scores_to_pairwise", "validate_columns",
 ]

@@ -31,8 +31,8 @@ class MOPOConfig(TrainingArguments):
     head_learning_rate: float | None = field(
         default=None,
         metadata={"help": "Learning rate of the policy heads; the LoRA adapter keeps `learning_rate`. Default: "
-                  "`learning_rate` for both. The heads hold what differs between objectives, the shared adapter "
-                  "what every head's loss pulls it to: a lower adapter rate leaves more of the difference to the heads."},
+                  "`learning_rate` for both. Each head is trained by its own objective's loss only, the shared "
+                  "adapter by every head's (measured on the demo in docs/demo.md)."},
     )
     use_lora: bool = field(default=True, metadata={"help": "Train PEFT LoRA adapters on the backbone."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank (paper Table 2: 16)."})

@@ -201,7 +201,11 @@ class MOPOTrainer(Trainer):
 
     # ------------------------------------------------------------------ optimizer
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
-        """Trainer's optimizer; with ``head_learning_rate`` the policy heads get a parameter group of their own."""
+        """Trainer's optimizer; with ``head_learning_rate`` the policy heads get parameter groups of their own.
+
+        The optimizer the Trainer built (no step taken, no state yet) is regrouped in place: each of its
+        groups is split into the adapter part (its own ``lr``) and the head part (``head_learning_rate``).
+        """
         created = self.optimizer is None
         optimizer = super().create_optimizer(model)
         if self.args.head_learning_rate is None or not created:
@@ -214,9 +218,10 @@ class MOPOTrainer(Trainer):
                 if params:
                     groups.append({**group, "params": params,
                                    "lr": self.args.head_learning_rate if is_head else group["lr"]})
-        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model or self.model)
-        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
-        return self.optimizer
+        optimizer.param_groups.clear()
+        for group in groups:
+            optimizer.add_param_group(group)
+        return optimizer
 
     # ------------------------------------------------------------------ logging
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
