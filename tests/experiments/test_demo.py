@@ -56,3 +56,28 @@ def test_samples_are_cut_back_to_their_last_complete_sentence():
     assert cut_to_last_sentence("Pi is 3.14 or so. Next") == "Pi is 3.14 or so."  # a decimal point is no end
     assert cut_to_last_sentence("no sentence end at all") == "no sentence end at all"
     assert cut_to_last_sentence("Complete.") == "Complete."
+
+
+def test_a_folder_made_with_other_settings_is_not_reused(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from moalign.experiments.demo import check_reusable
+
+    earlier = DemoConfig(out=str(tmp_path))
+    (tmp_path / "demo_config.json").write_text(json.dumps(asdict(earlier)))
+    check_reusable(tmp_path, DemoConfig(out=str(tmp_path), max_steps=5))  # no artefact yet: nothing to protect
+    (tmp_path / "samples.jsonl").write_text("")
+    check_reusable(tmp_path, DemoConfig(out=str(tmp_path), max_steps=5, eval_split="validation"))  # samples fit
+    with pytest.raises(ValueError, match=r"samples.jsonl was made with other settings \(responses_per_prompt=3"):
+        check_reusable(tmp_path, DemoConfig(out=str(tmp_path), responses_per_prompt=4))
+    (tmp_path / "model").mkdir()
+    with pytest.raises(ValueError, match=r"model was made with other settings \(max_steps=60 there, 5 now\)"):
+        check_reusable(tmp_path, DemoConfig(out=str(tmp_path), max_steps=5))
+    check_reusable(tmp_path, DemoConfig(out=str(tmp_path), eval_split="validation", num_test_prompts=50))
+    # a field an older run did not record counts as its default
+    (tmp_path / "demo_config.json").write_text(json.dumps({k: v for k, v in asdict(earlier).items()
+                                                           if k != "head_learning_rate"}))
+    check_reusable(tmp_path, DemoConfig(out=str(tmp_path)))
+    with pytest.raises(ValueError, match="head_learning_rate=None there, 0.0001 now"):
+        check_reusable(tmp_path, DemoConfig(out=str(tmp_path), head_learning_rate=1e-4))

@@ -108,6 +108,36 @@ class DemoConfig:
             raise ValueError(f"eval_split must be 'test' or 'validation', got {self.eval_split!r}")
 
 
+#: settings that decide a stage's artefact: a folder whose artefact was made with other values is not reused
+SAMPLE_FIELDS = ("num_validation_prompts", "num_train_prompts", "responses_per_prompt", "sample_max_new_tokens",
+                 "sample_temperature", "generation_batch_size", "seed")
+MODEL_FIELDS = SAMPLE_FIELDS + ("objectives", "train_pairs", "head_type", "lora_rank", "max_steps", "batch_size",
+                                "learning_rate", "head_learning_rate", "tau", "lower_bound_eps", "threshold_source",
+                                "lag_steps")
+
+
+def check_reusable(out: Path, config: DemoConfig) -> None:
+    """Refuse to resume in ``out`` when its artefacts were made with other settings (never reuse them silently).
+
+    Compares ``out/demo_config.json`` of the earlier run with ``config`` on the fields that decide the samples
+    (when ``samples.jsonl`` is there) and the trained model (when ``model/`` is there).
+    """
+    path = out / "demo_config.json"
+    if not path.exists():
+        return
+    before = json.loads(path.read_text())
+    defaults = asdict(DemoConfig())
+    now = asdict(config)
+    for artefact, names in (("model", MODEL_FIELDS), ("samples.jsonl", SAMPLE_FIELDS)):
+        if not (out / artefact).exists():
+            continue
+        changed = [f"{n}={before.get(n, defaults[n])!r} there, {now[n]!r} now" for n in names
+                   if before.get(n, defaults[n]) != now[n]]
+        if changed:
+            raise ValueError(f"{out / artefact} was made with other settings ({'; '.join(changed)}): "
+                             "use another --out, or delete it to redo that stage")
+
+
 def demo_prompts() -> list[dict[str, str]]:
     """The project's prompt set (id, category, prompt)."""
     text = resources.files("moalign.experiments").joinpath("data/demo_prompts.jsonl").read_text(encoding="utf-8")
@@ -232,6 +262,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    check_reusable(out, config)
     (out / "demo_config.json").write_text(json.dumps(asdict(config), indent=2))
     torch.manual_seed(config.seed)
     timings: dict[str, float] = {}
