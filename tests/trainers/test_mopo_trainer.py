@@ -44,11 +44,12 @@ def make_rows(n: int = 16, seed: int = 0) -> list[dict]:
     return rows
 
 
-def make_trainer(tmp_path, lora_dropout: float = 0.0, **overrides) -> MOPOTrainer:
+def make_trainer(tmp_path, lora_dropout: float = 0.0, lora: bool = True, head_type: str = "low_rank",
+                 **overrides) -> MOPOTrainer:
     torch.manual_seed(0)
     base, tokenizer = make_tiny_llama_and_tokenizer()
-    model = MultiHeadCausalLM(base, MultiHeadConfig(num_heads=2, head_names=OBJECTIVES),
-                              lora_config=LoraConfig(r=4, lora_dropout=lora_dropout))
+    model = MultiHeadCausalLM(base, MultiHeadConfig(num_heads=2, head_names=OBJECTIVES, head_type=head_type),
+                              lora_config=LoraConfig(r=4, lora_dropout=lora_dropout) if lora else None)
     settings = dict(output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, max_steps=6, lag_steps=2,
                     logging_steps=2, save_steps=3, report_to=[], learning_rate=1e-2, use_cpu=True,
                     lower_bound_eps=0.1, disable_tqdm=True, seed=0, data_seed=0, use_chat_template=False)
@@ -231,3 +232,44 @@ def test_without_head_learning_rate_heads_share_the_rate(tmp_path):
                            save_strategy="no")
     trainer.train()
     assert {group["lr"] for group in trainer.optimizer.param_groups} == {1e-3}
+
+
+class CountCalls:
+    """Forward hook counting the backbone's passes."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, module, args, output) -> None:
+        self.calls += 1
+
+
+@pytest.mark.parametrize("head_type", ["full", "low_rank"])
+def test_frozen_backbone_runs_once_per_batch_and_trains_as_three_passes(tmp_path, head_type):
+    """Heads-only training: one backbone pass per batch serves the policy, lagged and reference heads, and the
+    run ends in the same heads, lambda and thresholds as with three separate passes per batch."""
+    runs = {}
+    for reuse in (True, False):
+        trainer = make_trainer(tmp_path / str(reuse), lora=False, reuse_frozen_backbone=reuse, head_type=head_type,
+                               max_steps=5, lag_steps=2, save_steps=100)
+        assert trainer.model.output.head_type == head_type
+        assert trainer.model.backbone_is_frozen
+        counter = CountCalls()
+        trainer.model._decoder[0].register_forward_hook(counter)
+        trainer.train()
+        runs[reuse] = (trainer, counter.calls)
+    (fast, fast_calls), (slow, slow_calls) = runs[True], runs[False]
+    # steps 1-2 before the first lag update need the policy pass only; steps 3-5 need lagged and reference too
+    assert fast_calls == 5 and slow_calls == 2 + 3 * 3
+    for d1, d2 in zip(fast.duals, slow.duals):
+        torch.testing.assert_close(d1.lam, d2.lam, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(d1.threshold, d2.threshold, atol=1e-6, rtol=1e-5)
+    for (name, p1), (_, p2) in zip(fast.model.output.heads.named_parameters(), slow.model.output.heads.named_parameters()):
+        torch.testing.assert_close(p1, p2, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_backbone_with_lora_is_not_shared(tmp_path):
+    trainer = make_trainer(tmp_path)
+    assert not trainer.model.backbone_is_frozen
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    assert trainer.shared_hidden_states(trainer.model, batch) is None

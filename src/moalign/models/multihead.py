@@ -229,6 +229,13 @@ class MultiHeadCausalLM(nn.Module):
             return self.head_config.head_names.index(head)
         return self.output.check_head(head)
 
+    @property
+    def backbone_is_frozen(self) -> bool:
+        """True when no LoRA adapter is attached and no backbone parameter trains: only the heads change, so
+        the policy, lagged and reference policies share the backbone's hidden states."""
+        head_ids = {id(p) for p in self.output.parameters()}
+        return not self.is_peft and not any(p.requires_grad for p in self.parameters() if id(p) not in head_ids)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters that training updates: the LoRA adapter (if any) and the policy heads."""
         return [param for param in self.parameters() if param.requires_grad]
@@ -402,6 +409,7 @@ class MultiHeadCausalLM(nn.Module):
         heads: Sequence[int] | None = None,
         average: bool = False,
         position_ids: torch.Tensor | None = None,
+        hidden_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Per-head sequence log-likelihoods of completions, ``(len(heads), batch)``.
 
@@ -412,13 +420,22 @@ class MultiHeadCausalLM(nn.Module):
         Within :meth:`reference_context` every head is the base output layer
         and within :meth:`lagged_context` the lagged snapshot.  Steering is
         ignored.  Use right padding (or pass ``position_ids``) so positions
-        match those of generation.
+        match those of generation.  ``hidden_states`` (``(B, T, d)``, from
+        :meth:`hidden_states`) skips the backbone pass: with a frozen backbone
+        (:attr:`backbone_is_frozen`) the policy, lagged and reference heads can
+        share one pass.
         """
         head_list = list(range(self.num_heads)) if heads is None else [self.head_index(h) for h in heads]
         if not head_list:
             raise ValueError("heads must name at least one head")
         completion = _validate_masks(input_ids, attention_mask, completion_mask)
-        hidden = self.hidden_states(input_ids, attention_mask, position_ids)
+        if hidden_states is None:
+            hidden = self.hidden_states(input_ids, attention_mask, position_ids)
+        elif hidden_states.shape[:2] != input_ids.shape:
+            raise ValueError(f"hidden_states of shape {tuple(hidden_states.shape)} do not match input_ids "
+                             f"{tuple(input_ids.shape)}: expected (batch, length, hidden size)")
+        else:
+            hidden = hidden_states
         targets_mask = completion[:, 1:]
         selected = hidden[:, :-1][targets_mask]  # (N, d): states that predict completion tokens
         targets = input_ids[:, 1:][targets_mask]  # (N,)

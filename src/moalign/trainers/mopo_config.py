@@ -134,6 +134,13 @@ class MOPOConfig(TrainingArguments):
         metadata={"help": "Compute the reference log-probs of the whole dataset once before training (as TRL's "
                   "DPO option) instead of a no-grad pass per batch."},
     )
+    reuse_frozen_backbone: bool = field(
+        default=True,
+        metadata={"help": "When only the heads train (no LoRA, backbone frozen), run the backbone once per batch, "
+                  "without gradients and in eval mode (no dropout), and feed its hidden states to the policy, "
+                  "lagged and reference heads: one backbone pass instead of three. Identical log-probs for "
+                  "backbones without dropout (SmolLM2, Llama, phi by default)."},
+    )
 
     def __post_init__(self) -> None:
         if self.head_type not in ("full", "low_rank"):

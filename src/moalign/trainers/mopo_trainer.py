@@ -115,10 +115,12 @@ class MOPOTrainer(Trainer):
         args: MOPOConfig = self.args
         ids, mask, cmask = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
         labels = inputs["labels"].float().cpu()
-        policy_logps = _unwrap(model).sequence_logps(ids, mask, cmask, average=args.length_normalize)  # (H, 2B)
+        hidden = self.shared_hidden_states(model, inputs)
+        policy_logps = _unwrap(model).sequence_logps(ids, mask, cmask, average=args.length_normalize,
+                                                     hidden_states=hidden)  # (H, 2B)
         extra = None
         if self.lag_active and args.lag_steps > 0:
-            lagged, reference = self.lagged_and_reference_logps(model, inputs)
+            lagged, reference = self.lagged_and_reference_logps(model, inputs, hidden)
             extra = lagged_reference_log_weight(lagged.float().cpu(), reference.float().cpu(), args.lag_log_ratio_clip)
         loss = policy_logps.new_zeros(())
         for h, dual in enumerate(self.duals):
@@ -135,21 +137,38 @@ class MOPOTrainer(Trainer):
         return (loss, {"policy_logps": policy_logps}) if return_outputs else loss
 
     @torch.no_grad()
-    def lagged_and_reference_logps(self, model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def shared_hidden_states(self, model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The frozen backbone's hidden states of the batch, computed once (eval mode, no gradients), or None.
+
+        Only with ``reuse_frozen_backbone`` and a model whose backbone does not train
+        (``MultiHeadCausalLM.backbone_is_frozen``): then the policy, lagged and reference log-probs differ
+        only in the head, and one backbone pass serves all three.
+        """
+        base = _unwrap(model)
+        if not (self.args.reuse_frozen_backbone and base.backbone_is_frozen):
+            return None
+        with eval_mode(base):
+            return base.hidden_states(inputs["input_ids"], inputs["attention_mask"])
+
+    @torch.no_grad()
+    def lagged_and_reference_logps(self, model: Any, inputs: dict[str, torch.Tensor],
+                                   hidden_states: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(H, 2B)`` log-probs of the lagged heads and ``(2B,)`` of the reference policy, without gradients.
 
         The lagged pass runs in eval mode: log pi_lag without LoRA dropout is deterministic, as a reference
         policy's log-probs are, and cheaper (no dropout masks on the inputs of every LoRA layer).
+        ``hidden_states`` (see :meth:`shared_hidden_states`) replaces both backbone passes.
         """
         args: MOPOConfig = self.args
         ids, mask, cmask = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
         base = _unwrap(model)
         with eval_mode(base), base.lagged_context():
-            lagged = base.sequence_logps(ids, mask, cmask, average=args.length_normalize)
+            lagged = base.sequence_logps(ids, mask, cmask, average=args.length_normalize, hidden_states=hidden_states)
         if "ref_logps" in inputs:
             return lagged, inputs["ref_logps"].to(lagged)
         with base.reference_context():
-            reference = base.sequence_logps(ids, mask, cmask, heads=[0], average=args.length_normalize)[0]
+            reference = base.sequence_logps(ids, mask, cmask, heads=[0], average=args.length_normalize,
+                                            hidden_states=hidden_states)[0]
         return lagged, reference
 
     def _lagged_value(self, secondary: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
