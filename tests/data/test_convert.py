@@ -229,3 +229,16 @@ def test_conflicting_pairs_keeps_rows_whose_objectives_name_different_winners():
     with pytest.raises(ValueError, match="pairwise"):
         conflicting_pairs(from_rows([{"prompt": "p", "completion": "c", "scores": [1.0, 2.0, 3.0]}],
                                     objectives=["o1", "o2", "o3"], kind="pointwise"))
+
+
+def test_scores_to_pairwise_carries_truncation_flags_to_both_sides():
+    mo = from_rows([point("p", "long and cut", (1, 0), truncated=True), point("p", "short.", (0, 1), truncated=False),
+                    point("p", "medium", (0.5, 0.5), truncated=True)], OBJ, "pointwise")
+    pairs, report = scores_to_pairwise(mo)
+    rows = pairs.dataset.to_list()
+    assert [(r["completion_a"], r["truncated_a"], r["completion_b"], r["truncated_b"]) for r in rows] == [
+        ("long and cut", True, "short.", False), ("long and cut", True, "medium", True),
+        ("short.", False, "medium", True)]
+    assert not any("not carried" in note for note in report.notes)
+    unflagged, _ = scores_to_pairwise(from_rows([point("p", "a", (1, 0)), point("p", "b", (0, 1))], OBJ, "pointwise"))
+    assert "truncated_a" not in unflagged.dataset.column_names

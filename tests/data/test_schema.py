@@ -191,3 +191,17 @@ def test_select_objectives_reorders_every_vector():
     assert only_b[0]["preference"] == [0.25]
     with pytest.raises(KeyError, match="unknown objective 'c'"):
         mo.select_objectives(["c"])
+
+
+def test_truncation_flags_must_be_booleans():
+    mo = from_rows([pair(truncated_a=True, truncated_b=False)], OBJ)
+    assert mo[0]["truncated_a"] is True and mo[0]["truncated_b"] is False
+    err = errors_of([pair(truncated_a=False, truncated_b=False), pair(truncated_a=1, truncated_b=False)])
+    assert err.issues[0].row == 1 and err.issues[0].column == "truncated_a"
+    assert "expected true or false" in str(err) and "int" in str(err)
+    err = errors_of([point_row(truncated="yes")], kind="pointwise")
+    assert err.issues[0].column == "truncated" and "'yes'" in str(err)
+
+
+def point_row(**extra):
+    return {"prompt": "Hi?", "completion": "Hello!", "scores": [0.1, 0.2], **extra}

@@ -120,3 +120,39 @@ def test_settings_validation():
         GenerationSettings(max_new_tokens=0)
     with pytest.raises(ValueError, match="temperature"):
         GenerationSettings(do_sample=True, temperature=0.0)
+
+
+class ScriptedGenerator(torch.nn.Module):
+    """Generates a fixed continuation per prompt: prompts with "stop" end with EOS after two tokens, prompts
+    with "end" with the generation config's second stop id, the others run to max_new_tokens."""
+
+    def __init__(self, tokenizer, other_stop_id: int):
+        super().__init__()
+        self.tokenizer, self.other_stop_id = tokenizer, other_stop_id
+        self.generation_config = type("GenerationConfig", (), {"eos_token_id": [tokenizer.eos_token_id, other_stop_id]})()
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, pad_token_id, **kwargs):
+        a, b = self.tokenizer.convert_tokens_to_ids(["a", "b"])
+        rows = []
+        for ids in input_ids:
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if "stop" in text:
+                new = [a, b, self.tokenizer.eos_token_id] + [pad_token_id] * (max_new_tokens - 3)
+            elif "end" in text:
+                new = [b, self.other_stop_id] + [pad_token_id] * (max_new_tokens - 2)
+            else:
+                new = [a] * max_new_tokens
+            rows.append(torch.cat([ids, torch.tensor(new)]))
+        return torch.stack(rows)
+
+
+def test_finished_flags_say_which_completions_ended_with_a_stop_token():
+    tok = make_char_tokenizer(None)
+    other_stop = tok.convert_tokens_to_ids("z")
+    prompts = ["please stop", "go on", "the end", "more", "stop now"]
+    texts, finished = generate_completions(ScriptedGenerator(tok, other_stop), tok, prompts, Policy.as_is(),
+                                           _settings(max_new_tokens=5, batch_size=2), return_finished=True)
+    assert finished == [True, False, True, False, True]
+    assert texts[0] == "ab" and texts[1] == "aaaaa" and texts[2] == "bz"  # "z" is an ordinary token to the decoder
+    assert generate_completions(ScriptedGenerator(tok, other_stop), tok, prompts, Policy.as_is(),
+                                _settings(max_new_tokens=5)) == texts  # the default return is the texts alone

@@ -81,3 +81,22 @@ def test_a_folder_made_with_other_settings_is_not_reused(tmp_path):
     check_reusable(tmp_path, DemoConfig(out=str(tmp_path)))
     with pytest.raises(ValueError, match="head_learning_rate=None there, 0.0001 now"):
         check_reusable(tmp_path, DemoConfig(out=str(tmp_path), head_learning_rate=1e-4))
+
+
+def test_training_samples_are_sentence_cut_or_whole_and_flagged():
+    from moalign.experiments.demo import training_samples
+
+    samples = [{"prompt": "p", "completion": "One. Two.", "generated": "One. Two. Thr", "finished": False},
+               {"prompt": "p", "completion": "Done.", "generated": "Done.", "finished": True}]
+    assert training_samples(samples, "sentence") == [{"prompt": "p", "completion": "One. Two."},
+                                                     {"prompt": "p", "completion": "Done."}]
+    assert training_samples(samples, "truncated") == [
+        {"prompt": "p", "completion": "One. Two. Thr", "truncated": True},
+        {"prompt": "p", "completion": "Done.", "truncated": False}]
+    old = [{"prompt": "p", "completion": "Done.", "generated": "Done."}]  # written before the flag existed
+    with pytest.raises(ValueError, match="line 1: no true/false 'finished' flag"):
+        training_samples(old, "truncated", "x/samples.jsonl")
+    dataset, _ = build_pairs(training_samples(samples, "truncated"), np.array([[0.1, -3.0], [0.5, -1.0]]), ["a", "b"])
+    assert dataset[0]["truncated_a"] is True and dataset[0]["truncated_b"] is False
+    with pytest.raises(ValueError, match="sample_ends"):
+        DemoConfig(sample_ends="cut")

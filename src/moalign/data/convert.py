@@ -148,8 +148,11 @@ def scores_to_pairwise(
     for i, prompt in enumerate(cols["prompt"]):
         groups.setdefault(text_key(prompt), []).append(i)
     rng = random.Random(seed)
+    flagged = "truncated" in cols  # per-completion truncation flags become truncated_a / truncated_b
     out: dict[str, list[Any]] = {c: [] for c in ("prompt", "completion_a", "completion_b", "preference",
                                                   "scores_a", "scores_b")}
+    if flagged:
+        out.update(truncated_a=[], truncated_b=[])
     for rows in groups.values():
         unique: dict[str, int] = {}
         for i in rows:
@@ -180,9 +183,12 @@ def scores_to_pairwise(
             out["scores_a"].append(cols["scores"][i])
             out["scores_b"].append(cols["scores"][j])
             out["preference"].append(preference_from_scores(cols["scores"][i], cols["scores"][j], temperature))
+            if flagged:
+                out["truncated_a"].append(bool(cols["truncated"][i]))
+                out["truncated_b"].append(bool(cols["truncated"][j]))
     if not_sampled:
         report.notes.append(f"{not_sampled} pairs not sampled (max_pairs_per_prompt={max_pairs_per_prompt})")
-    extra = _extra_columns(mo, ("prompt", "completion", "scores"))
+    extra = _extra_columns(mo, ("prompt", "completion", "scores", "truncated"))
     if extra:
         report.notes.append(f"per-completion columns {extra} are not carried into pairs")
     result = dataset_from_columns(out, mo.objectives, "pairwise", mo.source)

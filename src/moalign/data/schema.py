@@ -9,6 +9,10 @@ strings) and stores, per row,
   mopo-paper.md §3.2); optional ``scores_a``, ``scores_b`` (K finite floats each);
 - ``pointwise``: ``prompt``, ``completion``, ``scores`` (K finite floats).
 
+Optional booleans ``truncated_a``/``truncated_b`` (pairwise) or ``truncated``
+(pointwise) mark completions cut at a length limit: the trainer's collator
+then trains them as prefixes, without the EOS a whole response gets.
+
 Prompts and completions are plain text (``str``) or, as in TRL, chat message
 lists (``[{"role": ..., "content": ...}, ...]``); one dataset uses one format
 for all of its text columns. Other columns are allowed and carried along
@@ -53,6 +57,9 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "pointwise": ("prompt", "completion", "scores"),
 }
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"pairwise": ("scores_a", "scores_b"), "pointwise": ()}
+# Optional flags: the completion was cut at a length limit (a prefix, not a whole response; no EOS is trained).
+TRUNCATION_COLUMNS: dict[str, tuple[str, ...]] = {"pairwise": ("truncated_a", "truncated_b"),
+                                                  "pointwise": ("truncated",)}
 
 METADATA_KEY = "moalign_multi_objective"
 """Key of the JSON object (in ``info.description`` or a sidecar file) holding objectives and kind."""
@@ -252,6 +259,13 @@ def validate_columns(
             problem = _vector_problem(value, k, objectives, probability)
             if problem and not add(i, col, problem):
                 break
+
+    for col in (c for c in TRUNCATION_COLUMNS[kind] if c in columns):
+        for i, value in enumerate(columns[col]):
+            if not isinstance(value, (bool, np.bool_)):
+                if not add(i, col, f"expected true or false (was the completion cut at a length limit?), "
+                                   f"got {value!r} ({type(value).__name__})"):
+                    break
 
     first_format: tuple[str, bool] | None = None  # (column, is_chat) of the first text value seen
     for col in TEXT_COLUMNS[kind]:

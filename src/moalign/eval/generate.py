@@ -187,8 +187,13 @@ def generate_completions(
     policy: Policy,
     settings: GenerationSettings | None = None,
     reference_model: Any | None = None,
-) -> list[str]:
-    """Completions (decoded new tokens, special tokens removed) of ``policy`` for every prompt, in input order."""
+    return_finished: bool = False,
+) -> list[str] | tuple[list[str], list[bool]]:
+    """Completions (decoded new tokens, special tokens removed) of ``policy`` for every prompt, in input order.
+
+    With ``return_finished`` also returns, per prompt, whether generation ended with an end-of-sequence token
+    (False: it was cut at ``max_new_tokens``).
+    """
     settings = settings or GenerationSettings()
     prompts = validate_prompts(prompts)
     texts, templated = render_prompts(tokenizer, prompts, settings.use_chat_template)
@@ -199,6 +204,7 @@ def generate_completions(
         order.sort(key=lambda i: lengths[i])
     batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
     completions: list[str | None] = [None] * len(texts)
+    finished: list[bool] = [False] * len(texts)
 
     gen_kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample}
     if settings.do_sample:
@@ -211,6 +217,7 @@ def generate_completions(
         if settings.do_sample:
             torch.manual_seed(settings.seed)
         device = _model_device(gen_model)
+        stop_ids = _stop_token_ids(gen_model, tokenizer).to(device)
         bar = tqdm(batches, desc=f"generate {policy.name}", leave=False, disable=not settings.progress)
         try:
             with torch.no_grad():
@@ -219,11 +226,28 @@ def generate_completions(
                     enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
                     out = gen_model.generate(**enc, **gen_kwargs)
                     new_tokens = out[:, enc["input_ids"].shape[1] :]
-                    for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
+                    ended = torch.isin(new_tokens, stop_ids).any(dim=1).tolist()
+                    for i, text, end in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), ended,
+                                            strict=True):
                         completions[i] = text
+                        finished[i] = bool(end)
         finally:
             if was_training and hasattr(gen_model, "train"):
                 gen_model.train()
     missing = [i for i, c in enumerate(completions) if c is None]
     assert not missing, f"internal error: no completion for prompts {missing}"
+    if return_finished:
+        return completions, finished  # type: ignore[return-value]
     return completions  # type: ignore[return-value]
+
+
+def _stop_token_ids(model: Any, tokenizer: Any) -> torch.Tensor:
+    """Token ids that end generation: the generation config's ``eos_token_id`` (an id or a list) and the tokenizer's."""
+    ids: set[int] = set()
+    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (config_eos, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return torch.tensor(sorted(ids), dtype=torch.long)

@@ -63,6 +63,11 @@ class DemoConfig:
     eval_split: str = field(default="test", metadata={"help": "'test' (the reported numbers) or 'validation' "
                                                       "(for trying settings without touching the test prompts)."})
     sample_max_new_tokens: int = field(default=32, metadata={"help": "Length of the sampled training responses."})
+    sample_ends: str = field(
+        default="sentence", metadata={"help": "How samples cut by sample_max_new_tokens are trained: 'sentence' cuts "
+                                     "them back to their last complete sentence (trained with EOS), 'truncated' keeps "
+                                     "them whole and marks them truncated (trained as prefixes, without EOS); samples "
+                                     "that ended by themselves are trained whole with EOS either way."})
     sample_temperature: float = field(
         default=0.7, metadata={"help": "Sampling temperature of the training responses (1.0 without top-k makes a "
                                "135M model ramble; 0.7 keeps responses on topic yet varied)."})
@@ -75,7 +80,8 @@ class DemoConfig:
                                                            "samples' temperature)."})
     head_type: str = field(default="full", metadata={"help": "'full' (the paper's heads; measured to separate the objectives in this demo) or 'low_rank' policy heads."})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank on the backbone (alpha = 2 x rank); 0 trains "
-                                                "the policy heads only (backbone frozen, no shared adaptation)."})
+                                                "the policy heads only (backbone frozen, no shared adaptation; one backbone pass "
+                                                "per batch serves the policy, lagged and reference heads)."})
     max_steps: int = field(default=60, metadata={"help": "MOPO optimizer steps."})
     batch_size: int = field(default=4, metadata={"help": "Preference pairs per step."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate of LoRA (and of the heads "
@@ -104,6 +110,8 @@ class DemoConfig:
             raise ValueError("responses_per_prompt must be >= 2 to form pairs")
         if self.train_pairs not in ("all", "conflicting"):
             raise ValueError(f"train_pairs must be 'all' or 'conflicting', got {self.train_pairs!r}")
+        if self.sample_ends not in ("sentence", "truncated"):
+            raise ValueError(f"sample_ends must be 'sentence' or 'truncated', got {self.sample_ends!r}")
         if self.eval_split not in ("test", "validation"):
             raise ValueError(f"eval_split must be 'test' or 'validation', got {self.eval_split!r}")
 
@@ -111,7 +119,7 @@ class DemoConfig:
 #: settings that decide a stage's artefact: a folder whose artefact was made with other values is not reused
 SAMPLE_FIELDS = ("num_validation_prompts", "num_train_prompts", "responses_per_prompt", "sample_max_new_tokens",
                  "sample_temperature", "generation_batch_size", "seed")
-MODEL_FIELDS = SAMPLE_FIELDS + ("objectives", "train_pairs", "head_type", "lora_rank", "max_steps", "batch_size",
+MODEL_FIELDS = SAMPLE_FIELDS + ("sample_ends", "objectives", "train_pairs", "head_type", "lora_rank", "max_steps", "batch_size",
                                 "learning_rate", "head_learning_rate", "tau", "lower_bound_eps", "threshold_source",
                                 "lag_steps")
 
@@ -182,9 +190,27 @@ def sample_responses(model: Any, tokenizer: Any, prompts: list[str], config: Dem
     settings = GenerationSettings(max_new_tokens=config.sample_max_new_tokens, batch_size=config.generation_batch_size,
                                   do_sample=True, temperature=config.sample_temperature, seed=config.seed)
     repeated = [p for p in prompts for _ in range(config.responses_per_prompt)]
-    completions = generate_completions(model, tokenizer, repeated, Policy.as_is("base"), settings)
-    return [{"prompt": p, "completion": cut_to_last_sentence(c), "generated": c}
-            for p, c in zip(repeated, completions)]
+    completions, finished = generate_completions(model, tokenizer, repeated, Policy.as_is("base"), settings,
+                                                 return_finished=True)
+    return [{"prompt": p, "completion": cut_to_last_sentence(c), "generated": c, "finished": f}
+            for p, c, f in zip(repeated, completions, finished)]
+
+
+def training_samples(samples: list[dict], sample_ends: str, source: str = "samples.jsonl") -> list[dict]:
+    """The samples as trained: ``prompt``, ``completion`` and, with ``sample_ends='truncated'``, ``truncated``.
+
+    'sentence': the sentence-cut ``completion``; 'truncated': the whole ``generated`` text, flagged truncated
+    unless generation ``finished`` with EOS (the collator then trains it as a prefix without EOS).
+    """
+    if sample_ends == "sentence":
+        return [{"prompt": s["prompt"], "completion": s["completion"]} for s in samples]
+    rows = []
+    for i, s in enumerate(samples, start=1):
+        if not isinstance(s.get("finished"), bool):
+            raise ValueError(f"{source}, line {i}: no true/false 'finished' flag (samples written by an older "
+                             "moalign); sample_ends='truncated' needs it: use a new output folder")
+        rows.append({"prompt": s["prompt"], "completion": s["generated"], "truncated": not s["finished"]})
+    return rows
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
@@ -220,9 +246,8 @@ def build_pairs(samples: list[dict], scores: np.ndarray, objectives: list[str]) 
     from moalign.data import from_rows
     from moalign.data.convert import scores_to_pairwise
 
-    scored = from_rows([{"prompt": row["prompt"], "completion": row["completion"], "scores": [float(v) for v in s]}
-                        for row, s in zip(samples, scores)], objectives=objectives, kind="pointwise",
-                       source="samples.jsonl")
+    scored = from_rows([{**row, "scores": [float(v) for v in s]} for row, s in zip(samples, scores)],
+                       objectives=objectives, kind="pointwise", source="samples.jsonl")
     pairs, report = scores_to_pairwise(scored, duplicates="merge")
     return pairs, report
 
@@ -277,7 +302,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     samples_path = out / "samples.jsonl"
     if not samples_path.exists():
         _write_jsonl(samples_path, sample_responses(base, tokenizer, train_prompts, config))
-    samples = _read_jsonl(samples_path)
+    samples = training_samples(_read_jsonl(samples_path), config.sample_ends, str(samples_path))
     timings["sample"] = time.time() - start
 
     start = time.time()

@@ -36,23 +36,25 @@ class PairwiseCollator:
     max_completion_length: int = 128
     use_chat_template: bool = False
 
-    def encode(self, prompt: str | list[dict], completion: str | list[dict]) -> tuple[list[int], list[int]]:
-        """Token ids of prompt and completion (completion ends with EOS), truncated as configured.
+    def encode(self, prompt: str | list[dict], completion: str | list[dict],
+               truncated: bool = False) -> tuple[list[int], list[int]]:
+        """Token ids of prompt and completion (completion ends with EOS unless ``truncated``), truncated as configured.
 
-        As in TRL, every completion is taken to be a whole response and gets an EOS. Completions cut
-        off by a generation budget should be cut back to a natural end first (the demo cuts samples
-        to their last complete sentence); otherwise the policy learns to stop where the budget ran out.
+        As in TRL, every completion is taken to be a whole response and gets an EOS. A completion cut off
+        by a generation budget is not one: trained with an EOS, the policy learns to stop where the budget
+        ran out. Mark such completions ``truncated`` (dataset columns ``truncated_a``/``truncated_b``) to
+        train them as prefixes without EOS, or cut them back to a natural end first.
         """
         prompt_ids = self.tokenizer(render_prompt(self.tokenizer, prompt, self.use_chat_template),
                                     add_special_tokens=False)["input_ids"]
         completion_ids = self.tokenizer(completion_text(completion), add_special_tokens=False)["input_ids"]
-        if self.tokenizer.eos_token_id is not None:
+        if self.tokenizer.eos_token_id is not None and not truncated:
             completion_ids = completion_ids + [self.tokenizer.eos_token_id]
         return prompt_ids[-self.max_prompt_length:], completion_ids[: self.max_completion_length]
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        pairs = [self.encode(r["prompt"], r["completion_a"]) for r in rows]
-        pairs += [self.encode(r["prompt"], r["completion_b"]) for r in rows]
+        pairs = [self.encode(r["prompt"], r["completion_a"], bool(r.get("truncated_a", False))) for r in rows]
+        pairs += [self.encode(r["prompt"], r["completion_b"], bool(r.get("truncated_b", False))) for r in rows]
         length = max(len(p) + len(c) for p, c in pairs)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         input_ids = torch.full((len(pairs), length), pad, dtype=torch.long)
