@@ -48,9 +48,10 @@ TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 WORDS = ("the cat dog sun moon tree house car red blue green big small good bad kind happy sad rain "
          "yes no very short long").split()
 ALL_VARIANTS = ("dpo", "dpo_precompute", "mopo_k2", "mopo_k2_lag", "mopo_k2_lag_precompute", "mopo_k3",
-                "mopo_k3_lag", "mopo_k2_full", "mopo_k2_full_lag")
-#: variant -> the DPO variant its ratio is taken against
+                "mopo_k3_lag", "mopo_k2_full", "mopo_k2_full_lag", "mopo_k2_heads_lag_3pass", "mopo_k2_heads_lag")
+#: variant -> the variant its ratio is taken against (DPO; the heads-only run against its three-pass twin)
 BASELINE = {name: ("dpo_precompute" if name.endswith("precompute") else "dpo") for name in ALL_VARIANTS}
+BASELINE["mopo_k2_heads_lag"] = "mopo_k2_heads_lag_3pass"
 DESCRIPTIONS = {
     "dpo": "TRL DPOTrainer (reference pass: adapters disabled)",
     "dpo_precompute": "TRL DPOTrainer, precompute_ref_log_probs",
@@ -61,6 +62,8 @@ DESCRIPTIONS = {
     "mopo_k3_lag": "MOPO K=3 low-rank heads, lagged reference active",
     "mopo_k2_full": "MOPO K=2 full heads, before the first lag update",
     "mopo_k2_full_lag": "MOPO K=2 full heads, lagged reference active",
+    "mopo_k2_heads_lag_3pass": "MOPO K=2 full heads only (no LoRA), lagged ref active, 3 backbone passes",
+    "mopo_k2_heads_lag": "MOPO K=2 full heads only (no LoRA), lagged ref active, 1 shared backbone pass",
 }
 #: lag_steps of the timed "lagged reference active" runs: the snapshot exists and no new one is taken in the window
 LAG_ACTIVE_NO_UPDATE = 10**9
@@ -152,8 +155,10 @@ def build_dpo(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[dic
 
 
 def build_mopo(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[dict[str, Any]], output_dir: str,
-               num_heads: int, head_type: str, precompute: bool) -> tuple[Any, StepTimer]:
-    """A MOPOTrainer whose model is built as ``moalign.trainers.run.build_multihead_model`` builds it."""
+               num_heads: int, head_type: str, precompute: bool, lora: bool = True,
+               reuse_frozen_backbone: bool = True) -> tuple[Any, StepTimer]:
+    """A MOPOTrainer whose model is built as ``moalign.trainers.run.build_multihead_model`` builds it
+    (``lora=False``: heads only, the backbone frozen)."""
     from datasets import Dataset
 
     from moalign.models import MultiHeadCausalLM, MultiHeadConfig
@@ -164,10 +169,11 @@ def build_mopo(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[di
     args = MOPOConfig(**common_args(cli, output_dir), max_prompt_length=cli.prompt_tokens,
                       max_completion_length=cli.completion_tokens, use_chat_template=False, head_type=head_type,
                       lora_r=cli.lora_r, lora_alpha=cli.lora_alpha, lora_dropout=cli.lora_dropout,
-                      lora_target_modules=list(cli.target_modules), lag_steps=0, precompute_ref_log_probs=precompute)
+                      lora_target_modules=list(cli.target_modules), lag_steps=0, precompute_ref_log_probs=precompute,
+                      use_lora=lora, reuse_frozen_backbone=reuse_frozen_backbone)
     heads = MultiHeadConfig(num_heads=num_heads, head_names=objectives[:num_heads], head_type=args.head_type,
                             head_rank=args.head_rank, seed=args.seed)
-    model = MultiHeadCausalLM(copy.deepcopy(base), heads, lora_config=lora_config(cli))
+    model = MultiHeadCausalLM(copy.deepcopy(base), heads, lora_config=lora_config(cli) if lora else None)
     trainer = MOPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), objectives=objectives,
                           processing_class=tokenizer)
     timer = StepTimer()
@@ -227,7 +233,8 @@ class Variant:
 
 def build_variants(cli: argparse.Namespace, base: Any, tokenizer: Any, output_dir: str) -> tuple[dict, dict]:
     wanted = set(cli.variants or ALL_VARIANTS)
-    wanted |= {BASELINE[name] for name in wanted}
+    for _ in range(2):  # baselines, and theirs (heads only -> its three-pass twin -> DPO, which checks the batches)
+        wanted |= {BASELINE[name] for name in wanted}
     rows2 = make_pairs(cli.num_pairs, cli.prompt_tokens, cli.completion_tokens, 2, cli.seed)
     extra = random.Random(cli.seed + 1)
     rows3 = [dict(r, preference=r["preference"] + [extra.random()]) for r in rows2]
@@ -244,6 +251,10 @@ def build_variants(cli: argparse.Namespace, base: Any, tokenizer: Any, output_di
          lambda: build_mopo(cli, base, tokenizer, rows3, output_dir, 3, "low_rank", False), (0, lag)),
         (("mopo_k2_full", "mopo_k2_full_lag"),
          lambda: build_mopo(cli, base, tokenizer, rows2, output_dir, 2, "full", False), (0, lag)),
+        (("mopo_k2_heads_lag_3pass",), lambda: build_mopo(cli, base, tokenizer, rows2, output_dir, 2, "full", False,
+                                                          lora=False, reuse_frozen_backbone=False), (lag,)),
+        (("mopo_k2_heads_lag",), lambda: build_mopo(cli, base, tokenizer, rows2, output_dir, 2, "full", False,
+                                                    lora=False), (lag,)),
     ]
     variants: dict[str, Variant] = {}
     for names, build, lags in recipes:
@@ -327,8 +338,8 @@ def summarise(variants: dict[str, Variant], batch_size: int) -> dict[str, dict[s
 
 
 def format_table(summary: dict[str, dict[str, Any]], batch_size: int) -> str:
-    lines = ["| variant | what | wall s/pair (median) | wall min-max | CPU s/pair (median) | ratio vs DPO (wall) | "
-             "ratio vs DPO (CPU) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| variant | what | wall s/pair (median) | wall min-max | CPU s/pair (median) | ratio (wall) | "
+             "ratio (CPU) |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, s in summary.items():
         base = s["ratio_vs"]
         wall_range = f"{min(s['wall_step_times']) / batch_size:.2f}-{max(s['wall_step_times']) / batch_size:.2f}"
