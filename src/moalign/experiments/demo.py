@@ -119,9 +119,9 @@ class DemoConfig:
 #: settings that decide a stage's artefact: a folder whose artefact was made with other values is not reused
 SAMPLE_FIELDS = ("num_validation_prompts", "num_train_prompts", "responses_per_prompt", "sample_max_new_tokens",
                  "sample_temperature", "generation_batch_size", "seed")
-MODEL_FIELDS = SAMPLE_FIELDS + ("sample_ends", "objectives", "train_pairs", "head_type", "lora_rank", "max_steps", "batch_size",
-                                "learning_rate", "head_learning_rate", "tau", "lower_bound_eps", "threshold_source",
-                                "lag_steps")
+MODEL_FIELDS = SAMPLE_FIELDS + ("sample_ends", "objectives", "train_pairs", "head_type", "lora_rank", "max_steps",
+                                "batch_size", "learning_rate", "head_learning_rate", "tau", "lower_bound_eps",
+                                "threshold_source", "lag_steps")
 
 
 def check_reusable(out: Path, config: DemoConfig) -> None:
