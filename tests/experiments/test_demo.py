@@ -100,3 +100,9 @@ def test_training_samples_are_sentence_cut_or_whole_and_flagged():
     assert dataset[0]["truncated_a"] is True and dataset[0]["truncated_b"] is False
     with pytest.raises(ValueError, match="sample_ends"):
         DemoConfig(sample_ends="cut")
+
+
+def test_steering_divergence_is_checked_when_configured():
+    assert DemoConfig(steering_divergence="0.5-divergence").steering_divergence == "0.5-divergence"
+    with pytest.raises(ValueError, match="alpha"):
+        DemoConfig(steering_divergence="-1-divergence")

@@ -96,6 +96,9 @@ class DemoConfig:
     threshold_source: str = field(default="estimate", metadata={"help": "See MOPOConfig.threshold_source."})
     lag_steps: int = field(default=30, metadata={"help": "t0 (the paper's 500 is longer than this whole run)."})
     steering_steps: int = field(default=10, metadata={"help": "Steering grid resolution: 10 gives 11 weights."})
+    steering_divergence: str = field(default="reverse_kl", metadata={"help": "How steering combines the heads' "
+                                     "log-probabilities: 'reverse_kl' (weighted geometric mean), 'forward_kl' or "
+                                     "'<alpha>-divergence' (moalign.models.steering)."})
     bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples of the CIs."})
     num_clusters: int = field(default=6, metadata={"help": "Prompt clusters (MiniLM + k-means), as in the paper."})
     seed: int = field(default=0, metadata={"help": "Seed of the split, sampling, training and evaluation."})
@@ -112,6 +115,9 @@ class DemoConfig:
             raise ValueError(f"train_pairs must be 'all' or 'conflicting', got {self.train_pairs!r}")
         if self.sample_ends not in ("sentence", "truncated"):
             raise ValueError(f"sample_ends must be 'sentence' or 'truncated', got {self.sample_ends!r}")
+        from moalign.models.steering import parse_divergence
+
+        parse_divergence(self.steering_divergence)  # raises on an unknown name
         if self.eval_split not in ("test", "validation"):
             raise ValueError(f"eval_split must be 'test' or 'validation', got {self.eval_split!r}")
 
@@ -332,7 +338,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     timings["train"] = time.time() - start
 
     start = time.time()
-    policies = [Policy.base()] + steering_policies(len(config.objectives), steps=config.steering_steps)
+    policies = [Policy.base()] + steering_policies(len(config.objectives), steps=config.steering_steps,
+                                                   divergence=config.steering_divergence)
     eval_config = EvalConfig(max_new_tokens=config.eval_max_new_tokens, batch_size=config.generation_batch_size,
                              do_sample=config.eval_temperature > 0,
                              temperature=config.eval_temperature if config.eval_temperature > 0 else 1.0,
