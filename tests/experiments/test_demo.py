@@ -81,6 +81,12 @@ def test_a_folder_made_with_other_settings_is_not_reused(tmp_path):
     check_reusable(tmp_path, DemoConfig(out=str(tmp_path)))
     with pytest.raises(ValueError, match="head_learning_rate=None there, 0.0001 now"):
         check_reusable(tmp_path, DemoConfig(out=str(tmp_path), head_learning_rate=1e-4))
+    # before sample_ends existed every run cut its samples to a sentence, whatever the default is now
+    (tmp_path / "demo_config.json").write_text(json.dumps({k: v for k, v in asdict(earlier).items()
+                                                           if k != "sample_ends"}))
+    check_reusable(tmp_path, DemoConfig(out=str(tmp_path), sample_ends="sentence"))
+    with pytest.raises(ValueError, match="sample_ends='sentence' there, 'truncated' now"):
+        check_reusable(tmp_path, DemoConfig(out=str(tmp_path), sample_ends="truncated"))
 
 
 def test_training_samples_are_sentence_cut_or_whole_and_flagged():

@@ -13,8 +13,9 @@ artefact exists, so an interrupted run resumes where it stopped):
    objectives conflict (Spearman correlation over responses);
 5. label every pair of responses to the same prompt per objective
    (``pairs.jsonl``, the pairwise contract of DESIGN.md);
-6. train MOPO with LoRA and one low-rank head per objective (``model/``,
-   with checkpoints for resume);
+6. train MOPO with LoRA and one policy head per objective (``model/``,
+   with checkpoints for resume); samples cut by the token budget are
+   trained as prefixes without EOS (``sample_ends``);
 7. evaluate the base model, each head and the 11-point steering grid on the
    test prompts (``eval/``: report.json, report.md, front.png);
 8. write ``summary.json``/``summary.md`` with the demo's targets.
@@ -64,10 +65,11 @@ class DemoConfig:
                                                       "(for trying settings without touching the test prompts)."})
     sample_max_new_tokens: int = field(default=32, metadata={"help": "Length of the sampled training responses."})
     sample_ends: str = field(
-        default="sentence", metadata={"help": "How samples cut by sample_max_new_tokens are trained: 'sentence' cuts "
-                                     "them back to their last complete sentence (trained with EOS), 'truncated' keeps "
-                                     "them whole and marks them truncated (trained as prefixes, without EOS); samples "
-                                     "that ended by themselves are trained whole with EOS either way."})
+        default="truncated", metadata={"help": "How samples cut by sample_max_new_tokens are trained: 'truncated' "
+                                      "keeps them whole and marks them truncated (trained as prefixes, without EOS), "
+                                      "'sentence' cuts them back to their last complete sentence (trained with EOS); "
+                                      "samples that ended by themselves are trained whole with EOS either way. "
+                                      "Measured on the validation prompts in docs/demo.md (third round)."})
     sample_temperature: float = field(
         default=0.7, metadata={"help": "Sampling temperature of the training responses (1.0 without top-k makes a "
                                "135M model ramble; 0.7 keeps responses on topic yet varied)."})
@@ -96,9 +98,10 @@ class DemoConfig:
     threshold_source: str = field(default="estimate", metadata={"help": "See MOPOConfig.threshold_source."})
     lag_steps: int = field(default=30, metadata={"help": "t0 (the paper's 500 is longer than this whole run)."})
     steering_steps: int = field(default=10, metadata={"help": "Steering grid resolution: 10 gives 11 weights."})
-    steering_divergence: str = field(default="reverse_kl", metadata={"help": "How steering combines the heads' "
-                                     "log-probabilities: 'reverse_kl' (weighted geometric mean), 'forward_kl' or "
-                                     "'<alpha>-divergence' (moalign.models.steering)."})
+    steering_divergence: str = field(default="forward_kl", metadata={"help": "How steering combines the heads' "
+                                     "log-probabilities: 'forward_kl' (weighted harmonic mean of the heads' "
+                                     "probabilities), 'reverse_kl' (weighted geometric mean) or '<alpha>-divergence' "
+                                     "(moalign.models.steering). Measured on the validation prompts in docs/demo.md."})
     bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples of the CIs."})
     num_clusters: int = field(default=6, metadata={"help": "Prompt clusters (MiniLM + k-means), as in the paper."})
     seed: int = field(default=0, metadata={"help": "Seed of the split, sampling, training and evaluation."})
@@ -128,6 +131,8 @@ SAMPLE_FIELDS = ("num_validation_prompts", "num_train_prompts", "responses_per_p
 MODEL_FIELDS = SAMPLE_FIELDS + ("sample_ends", "objectives", "train_pairs", "head_type", "lora_rank", "max_steps",
                                 "batch_size", "learning_rate", "head_learning_rate", "tau", "lower_bound_eps",
                                 "threshold_source", "lag_steps")
+#: what a run made before a field existed did, where that differs from the field's default today
+UNRECORDED_FIELDS = {"sample_ends": "sentence"}
 
 
 def check_reusable(out: Path, config: DemoConfig) -> None:
@@ -140,7 +145,7 @@ def check_reusable(out: Path, config: DemoConfig) -> None:
     if not path.exists():
         return
     before = json.loads(path.read_text())
-    defaults = asdict(DemoConfig())
+    defaults = {**asdict(DemoConfig()), **UNRECORDED_FIELDS}
     now = asdict(config)
     for artefact, names in (("model", MODEL_FIELDS), ("samples.jsonl", SAMPLE_FIELDS)):
         if not (out / artefact).exists():
