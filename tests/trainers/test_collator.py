@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from moalign.models.testing import make_tiny_llama_and_tokenizer
 from moalign.trainers.collator import PairwiseCollator
 
@@ -22,3 +24,11 @@ def test_truncated_completions_are_trained_as_prefixes_without_eos():
     for row, want in enumerate(expected):
         got = batch["input_ids"][row][batch["completion_mask"][row].bool()].tolist()
         assert got == want, row
+
+
+def test_a_truncation_flag_that_is_not_a_boolean_is_an_error():
+    _, tokenizer = make_tiny_llama_and_tokenizer()
+    row = {"prompt": "hello", "completion_a": "yes", "completion_b": "no", "preference": [1.0, 0.0],
+           "truncated_a": "false", "truncated_b": False}
+    with pytest.raises(ValueError, match=r"column 'truncated_a' must be true or false.*'false' \(str\)"):
+        PairwiseCollator(tokenizer)([row])

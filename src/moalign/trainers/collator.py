@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from moalign.rewards.base import completion_text
@@ -53,8 +54,8 @@ class PairwiseCollator:
         return prompt_ids[-self.max_prompt_length:], completion_ids[: self.max_completion_length]
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        pairs = [self.encode(r["prompt"], r["completion_a"], bool(r.get("truncated_a", False))) for r in rows]
-        pairs += [self.encode(r["prompt"], r["completion_b"], bool(r.get("truncated_b", False))) for r in rows]
+        pairs = [self.encode(r["prompt"], r["completion_a"], _truncation_flag(r, "truncated_a")) for r in rows]
+        pairs += [self.encode(r["prompt"], r["completion_b"], _truncation_flag(r, "truncated_b")) for r in rows]
         length = max(len(p) + len(c) for p, c in pairs)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         input_ids = torch.full((len(pairs), length), pad, dtype=torch.long)
@@ -74,3 +75,13 @@ class PairwiseCollator:
         if "ref_logps_a" in rows[0]:
             batch["ref_logps"] = torch.tensor([r["ref_logps_a"] for r in rows] + [r["ref_logps_b"] for r in rows])
         return batch
+
+
+def _truncation_flag(row: dict, column: str) -> bool:
+    """``row[column]`` (False when absent); anything but a boolean is an error, never read as truthy."""
+    value = row.get(column, False)
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"column '{column}' must be true or false (was the completion cut at a length limit?), "
+                         f"got {value!r} ({type(value).__name__}); rows of a MultiObjectiveDataset are checked "
+                         "for this when it is built")
+    return bool(value)
