@@ -90,12 +90,27 @@ def test_smollm2_aliases_resolve_like_the_full_name(name, monkeypatch, tmp_path)
     assert not (tmp_path / "smollm2-135m-instruct").exists()
 
 
-@pytest.mark.parametrize("name", ["./smollm2", "/data/smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2x",
-                                  "gpt2"])
+@pytest.mark.parametrize("name", ["HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2x", "gpt2", "org/smollm2"])
 def test_other_names_are_passed_through(name):
     assert not loading.is_smollm2_name(name)
     assert loading.canonical_model_name(name) == name
     assert loading.resolve_model_source(name, convert=False) == name
+
+
+def test_a_local_folder_named_smollm2_is_reached_as_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smollm2").mkdir()
+    for name in ("./smollm2", str(tmp_path / "smollm2")):
+        assert not loading.is_smollm2_name(name)
+        assert loading.resolve_model_source(name) == name
+
+
+@pytest.mark.parametrize("name", ["./no-such-model", "/no/such/model", "~/no-such-moalign-model"])
+def test_a_missing_model_folder_is_a_clear_error_not_a_hub_lookup(name):
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        loading.resolve_model_source(name)
+    with pytest.raises(FileNotFoundError, match="model folder"):
+        loading.load_tokenizer(name)
 
 
 def test_alias_loads_model_and_tokenizer_from_the_cache(monkeypatch, tmp_path):

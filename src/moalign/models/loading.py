@@ -175,11 +175,22 @@ def resolve_model_source(name_or_path: str | os.PathLike, *, convert: bool = Tru
     """What ``from_pretrained`` gets for ``name_or_path``: the SmolLM2 cache folder for its names, else the name.
 
     With ``convert=False`` the cache folder is only computed (no GGUF
-    conversion), so the mapping can be inspected cheaply.
+    conversion), so the mapping can be inspected cheaply.  A name that is
+    clearly a path (absolute, ``./``, ``../``, ``~``) but does not exist raises
+    ``FileNotFoundError`` instead of being looked up on the model hub.
     """
     if is_smollm2_name(name_or_path):
         return str(ensure_smollm2_cache() if convert else smollm2_cache_dir())
-    return str(name_or_path)
+    name = str(name_or_path)
+    if _looks_like_a_path(name) and not Path(name).expanduser().exists():
+        raise FileNotFoundError(f"model folder {name}: no such directory (a hub id looks like 'org/name'; "
+                                "'smollm2' names the bundled SmolLM2)")
+    return str(Path(name).expanduser()) if name.startswith("~") else name
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """Absolute, home-relative or ``./``/``../`` names are paths; ``org/name`` may be a hub id."""
+    return os.path.isabs(name) or name.startswith(("./", "../", "~", ".\\", "..\\")) or name in (".", "..")
 
 
 def load_base_model(
