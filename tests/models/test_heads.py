@@ -76,15 +76,15 @@ def test_snapshot_is_a_frozen_copy():
         output.heads[1].B.mul_(3.0)
         output.heads[1].A.add_(0.5)
     assert not torch.allclose(output.head_logits(hidden, 1), before)
-    torch.testing.assert_close(output.head_logits(hidden, 1, source="lagged"), before, rtol=0, atol=0)
+    torch.testing.assert_close(output.head_logits(hidden, 1, source="snapshot"), before, rtol=0, atol=0)
     # snapshot buffers are not part of the state dict (training state only)
-    assert not any(key.startswith("heads.1.lagged") for key in output.state_dict())
+    assert not any(key.startswith("heads.1.snapshot") for key in output.state_dict())
 
 
 def test_output_state_validation():
     output = MultiHeadOutput(_base_layer(), num_heads=2)
     with pytest.raises(RuntimeError):
-        output.set_source("lagged")  # no snapshot yet
+        output.set_source("snapshot")  # no snapshot yet
     with pytest.raises(ValueError):
         output.set_source("other")
     with pytest.raises(ValueError):

@@ -147,11 +147,11 @@ def test_lagged_snapshot_is_restored_exactly(tokenizer, lora):
     model = _wrap("low_rank", lora)
     _randomise(model)
     with pytest.raises(RuntimeError):
-        with model.lagged_context():
+        with model.snapshot_context():
             pass
     with torch.no_grad():
         at_snapshot = model.sequence_logps(*batch)
-    model.snapshot_lagged()
+    model.take_snapshot()
     trainable_before = [id(p) for p in model.trainable_parameters()]
     optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.5)
     for _ in range(3):
@@ -160,7 +160,7 @@ def test_lagged_snapshot_is_restored_exactly(tokenizer, lora):
         optimizer.step()
     with torch.no_grad():
         trained = model.sequence_logps(*batch)
-        with model.lagged_context():
+        with model.snapshot_context():
             lagged = model.sequence_logps(*batch)
             assert not any(p.requires_grad for n, p in model.named_parameters() if ".default." in n)
         after = model.sequence_logps(*batch)
@@ -169,8 +169,8 @@ def test_lagged_snapshot_is_restored_exactly(tokenizer, lora):
     torch.testing.assert_close(after, trained, rtol=0, atol=0)
     assert [id(p) for p in model.trainable_parameters()] == trainable_before
     # a second snapshot overwrites the first
-    model.snapshot_lagged()
-    with torch.no_grad(), model.lagged_context():
+    model.take_snapshot()
+    with torch.no_grad(), model.snapshot_context():
         torch.testing.assert_close(model.sequence_logps(*batch), trained, rtol=0, atol=1e-5)
 
 

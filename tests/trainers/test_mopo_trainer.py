@@ -53,10 +53,11 @@ def make_trainer(tmp_path, lora_dropout: float = 0.0, lora: bool = True, head_ty
     settings = dict(output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, max_steps=6, lag_steps=2,
                     logging_steps=2, save_steps=3, report_to=[], learning_rate=1e-2, use_cpu=True,
                     lower_bound_eps=0.1, disable_tqdm=True, seed=0, data_seed=0, use_chat_template=False)
+    eval_dataset = overrides.pop("eval_dataset", None)
     settings.update(overrides)
     args = MOPOConfig(**settings)
     return MOPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(make_rows()),
-                       objectives=OBJECTIVES, processing_class=tokenizer)
+                       objectives=OBJECTIVES, processing_class=tokenizer, eval_dataset=eval_dataset)
 
 
 def test_loss_and_dual_step_match_hand_computation(tmp_path):
@@ -70,7 +71,7 @@ def test_loss_and_dual_step_match_hand_computation(tmp_path):
     with torch.no_grad():
         logps = model.sequence_logps(batch["input_ids"], batch["attention_mask"], batch["completion_mask"]).numpy()
         loss = trainer.compute_loss(model, batch).item()
-    labels = batch["labels"].numpy().astype(float)  # (2B, K): rows then swapped rows with 1 - I
+    labels = batch["preference"].numpy().astype(float)  # (2B, K): rows then swapped rows with 1 - I
     pref = np.array([trainer.train_dataset[i]["preference"] for i in range(4)])
     assert np.allclose(labels, np.concatenate([pref, 1 - pref]))
     expected_loss = 0.0
@@ -115,7 +116,7 @@ def test_resume_restores_dual_state_and_lagged_adapter(tmp_path):
         assert torch.allclose(d1.lam, d2.lam, atol=1e-5)
         assert torch.allclose(d1.chi, d2.chi, rtol=1e-4)
         assert torch.allclose(d1.threshold, d2.threshold, atol=1e-6)
-    lag1, lag2 = straight.model.lagged_state_dict(), resumed.model.lagged_state_dict()
+    lag1, lag2 = straight.model.snapshot_state_dict(), resumed.model.snapshot_state_dict()
     assert lag1.keys() == lag2.keys() and len(lag1) > 0
     for key in lag1:
         assert torch.allclose(lag1[key], lag2[key], atol=1e-5), key
@@ -137,12 +138,12 @@ def test_lagged_log_probs_are_deterministic_under_lora_dropout(tmp_path):
     args = (batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
     with torch.no_grad():
         expected = model.sequence_logps(*args)  # the policy without dropout at the snapshot
-    model.snapshot_lagged()
+    model.take_snapshot()
     model.train()
     with torch.no_grad():
         noisy = [model.sequence_logps(*args) for _ in range(2)]
     assert (noisy[0] - noisy[1]).abs().max() > 1e-3  # dropout is active in train mode
-    lagged = [trainer.lagged_and_reference_logps(model, batch)[0] for _ in range(2)]
+    lagged = [trainer.snapshot_logps(model, batch) for _ in range(2)]
     assert model.training  # the train/eval mode is restored
     torch.testing.assert_close(lagged[0], lagged[1], rtol=0, atol=0)
     torch.testing.assert_close(lagged[0], expected, rtol=1e-6, atol=1e-6)

@@ -17,11 +17,12 @@ and ``papers/ham-paper.md`` Sec. 3.5: policy ``k`` is a matrix
 :class:`MultiHeadOutput` replaces the language model's output embedding
 (``lm_head``).  Its ``forward(hidden)`` returns the logits of the *active* head,
 or of the *steered* combination of heads (see :mod:`moalign.models.steering`),
-computed with the current, the lagged or the reference (base) parameters.  As
+computed with the current parameters, a frozen snapshot of them, or the reference (base) parameters.  As
 it is the model's ``lm_head``, ``model.generate`` works unchanged.
 
-Lagged copies (DESIGN.md item 6): :meth:`PolicyHead.snapshot` stores a frozen
-copy of a head's parameters as non-persistent buffers.  For low-rank heads this
+Snapshots: :meth:`PolicyHead.snapshot` stores a frozen
+copy (MOPO's lagged reference is one; see
+:mod:`moalign.models.snapshot`) of a head's parameters as non-persistent buffers.  For low-rank heads this
 costs ``r (L + d)`` numbers a head; for full heads ``L d`` a head (SmolLM2:
 49152 x 576 = 28.3M floats, 113 MB in float32, per head).
 """
@@ -39,15 +40,15 @@ from moalign.models.steering import Divergence, parse_divergence, steered_log_pr
 __all__ = ["HEAD_TYPES", "SOURCES", "PolicyHead", "FullHead", "LowRankHead", "MultiHeadOutput"]
 
 HEAD_TYPES = ("full", "low_rank")
-#: which parameters a computation uses: the trained heads, their lagged snapshot, or the base output layer
-SOURCES = ("policy", "lagged", "reference")
+#: which parameters a computation uses: the trained heads, their snapshot, or the base output layer
+SOURCES = ("policy", "snapshot", "reference")
 
 
 class PolicyHead(nn.Module):
     """One policy head: maps last hidden states (..., d) to next-token logits (..., L)."""
 
     def logits(
-        self, hidden: torch.Tensor, base_weight: torch.Tensor, base_bias: torch.Tensor | None, lagged: bool = False
+        self, hidden: torch.Tensor, base_weight: torch.Tensor, base_bias: torch.Tensor | None, from_snapshot: bool = False
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -56,25 +57,25 @@ class PolicyHead(nn.Module):
 
     @property
     def has_snapshot(self) -> bool:
-        return all(hasattr(self, f"lagged_{name}") for name in self._snapshot_names())
+        return all(hasattr(self, f"snapshot_{name}") for name in self._snapshot_names())
 
     @torch.no_grad()
     def snapshot(self) -> None:
-        """Copy the current parameters into frozen ``lagged_<name>`` buffers (not saved in state dicts)."""
+        """Copy the current parameters into frozen ``snapshot_<name>`` buffers (not saved in state dicts)."""
         for name, param in self.named_parameters(recurse=False):
-            buffer_name = f"lagged_{name}"
+            buffer_name = f"snapshot_{name}"
             existing = getattr(self, buffer_name, None)
             if existing is not None and existing.shape == param.shape and existing.dtype == param.dtype:
                 existing.copy_(param.detach())
             else:
                 self.register_buffer(buffer_name, param.detach().clone(), persistent=False)
 
-    def _tensor(self, name: str, lagged: bool) -> torch.Tensor:
-        if not lagged:
+    def _tensor(self, name: str, from_snapshot: bool) -> torch.Tensor:
+        if not from_snapshot:
             return getattr(self, name)
-        buffer = getattr(self, f"lagged_{name}", None)
+        buffer = getattr(self, f"snapshot_{name}", None)
         if buffer is None:
-            raise RuntimeError("this head has no lagged snapshot; call snapshot_lagged() first")
+            raise RuntimeError("this head has no snapshot; call take_snapshot() first")
         return buffer
 
 
@@ -87,10 +88,10 @@ class FullHead(PolicyHead):
         self.bias = nn.Parameter(base_bias.detach().clone()) if base_bias is not None else None
 
     def logits(
-        self, hidden: torch.Tensor, base_weight: torch.Tensor, base_bias: torch.Tensor | None, lagged: bool = False
+        self, hidden: torch.Tensor, base_weight: torch.Tensor, base_bias: torch.Tensor | None, from_snapshot: bool = False
     ) -> torch.Tensor:
-        bias = self._tensor("bias", lagged) if self.bias is not None else None
-        return F.linear(hidden, self._tensor("weight", lagged), bias)
+        bias = self._tensor("bias", from_snapshot) if self.bias is not None else None
+        return F.linear(hidden, self._tensor("weight", from_snapshot), bias)
 
 
 class LowRankHead(PolicyHead):
@@ -123,14 +124,14 @@ class LowRankHead(PolicyHead):
         self.A = nn.Parameter(a.to(device=device, dtype=dtype))
         self.B = nn.Parameter(torch.zeros(rank, hidden_size, device=device, dtype=dtype))
 
-    def factors(self, lagged: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(A_k, B_k)``: the current parameters, or the lagged snapshot's."""
-        return self._tensor("A", lagged), self._tensor("B", lagged)
+    def factors(self, from_snapshot: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A_k, B_k)``: the current parameters, or the snapshot's."""
+        return self._tensor("A", from_snapshot), self._tensor("B", from_snapshot)
 
     def logits(
-        self, hidden: torch.Tensor, base_weight: torch.Tensor, base_bias: torch.Tensor | None, lagged: bool = False
+        self, hidden: torch.Tensor, base_weight: torch.Tensor, base_bias: torch.Tensor | None, from_snapshot: bool = False
     ) -> torch.Tensor:
-        a, b = self.factors(lagged)
+        a, b = self.factors(from_snapshot)
         base = F.linear(hidden, base_weight, base_bias)
         return base + self.scaling * F.linear(F.linear(hidden, b), a)
 
@@ -147,7 +148,7 @@ class MultiHeadOutput(nn.Module):
 
     * ``active_head`` -- head used when not steering;
     * ``steering`` -- ``(weights, Divergence)`` or ``None``;
-    * ``source`` -- ``"policy"``, ``"lagged"`` (snapshot) or ``"reference"``
+    * ``source`` -- ``"policy"``, ``"snapshot"`` (the frozen copy of the heads) or ``"reference"``
       (every head replaced by the base output layer).
     """
 
@@ -221,8 +222,8 @@ class MultiHeadOutput(nn.Module):
     def set_source(self, source: str) -> None:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        if source == "lagged" and not self.has_snapshot:
-            raise RuntimeError("no lagged snapshot of the heads; call snapshot_lagged() first")
+        if source == "snapshot" and not self.has_snapshot:
+            raise RuntimeError("no snapshot of the heads; call take_snapshot() first")
         self.source = source
 
     @property
@@ -245,7 +246,7 @@ class MultiHeadOutput(nn.Module):
             return self.base_logits(hidden)
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        return self.heads[head].logits(hidden, self.base_weight, self.base_bias, lagged=source == "lagged")
+        return self.heads[head].logits(hidden, self.base_weight, self.base_bias, from_snapshot=source == "snapshot")
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits of the active head, or log-probs of the steered combination of heads.

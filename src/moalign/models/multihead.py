@@ -17,9 +17,9 @@ Training API (used by the trainers):
   full heads go one at a time, with activation checkpointing under autograd);
 * :meth:`reference_context` -- the reference policy pi_ref: LoRA disabled and
   every head replaced by the base output layer (the pretrained model);
-* :meth:`snapshot_lagged` / :meth:`lagged_context` -- the lagged reference of
-  MOPO Sec. 3.1 (DESIGN.md item 6) as a second PEFT adapter plus frozen copies
-  of the heads; no second model copy.
+* :meth:`take_snapshot` / :meth:`snapshot_context` -- a frozen copy of the
+  trainable state (a second PEFT adapter plus copies of the heads; no second
+  model copy), e.g. MOPO's lagged reference (:mod:`moalign.models.snapshot`).
 
 Without a ``LoraConfig`` the backbone is frozen and only the heads train.
 """
@@ -40,18 +40,10 @@ from torch.utils.checkpoint import checkpoint
 from moalign.models.config import MultiHeadConfig
 from moalign.models.heads import MultiHeadOutput
 from moalign.models.shared_projection import low_rank_token_logps
-from moalign.models.serialization import (
-    lagged_state_dict,
-    load_lagged_state_dict,
-    load_multihead,
-    load_trainable_state,
-    save_multihead,
-)
+from moalign.models.serialization import load_multihead, load_trainable_state, save_multihead
+from moalign.models.snapshot import DEFAULT_ADAPTER, SNAPSHOT_ADAPTER, TrainableStateSnapshot
 
-__all__ = ["MultiHeadConfig", "MultiHeadCausalLM", "DEFAULT_ADAPTER", "LAGGED_ADAPTER"]
-
-DEFAULT_ADAPTER = "default"
-LAGGED_ADAPTER = "lagged"
+__all__ = ["MultiHeadConfig", "MultiHeadCausalLM", "DEFAULT_ADAPTER", "SNAPSHOT_ADAPTER"]
 
 
 #: config fields of architectures that transform the lm_head output (soft-capping, scaling): not supported
@@ -93,7 +85,7 @@ def _check_backbone_path(causal_lm: nn.Module, decoder: nn.Module, output_layer:
         )
 
 
-class MultiHeadCausalLM(nn.Module):
+class MultiHeadCausalLM(TrainableStateSnapshot, nn.Module):
     """A causal LM with K policy heads sharing its backbone.
 
     Args:
@@ -232,7 +224,7 @@ class MultiHeadCausalLM(nn.Module):
     @property
     def backbone_is_frozen(self) -> bool:
         """True when no LoRA adapter is attached and no backbone parameter trains: only the heads change, so
-        the policy, lagged and reference policies share the backbone's hidden states."""
+        the policy, snapshot and reference policies share the backbone's hidden states."""
         head_ids = {id(p) for p in self.output.parameters()}
         return not self.is_peft and not any(p.requires_grad for p in self.parameters() if id(p) not in head_ids)
 
@@ -249,7 +241,7 @@ class MultiHeadCausalLM(nn.Module):
             if "lora_" in name and DEFAULT_ADAPTER in name.split(".")
         )
         base = sum(p.numel() for p in self.causal_lm.parameters()) - heads - lora
-        base -= sum(p.numel() for n, p in self.model.named_parameters() if LAGGED_ADAPTER in n.split("."))
+        base -= sum(p.numel() for n, p in self.model.named_parameters() if SNAPSHOT_ADAPTER in n.split("."))
         return {"heads": heads, "lora": lora, "base": base}
 
     # --------------------------------------------------------- head choice
@@ -306,67 +298,15 @@ class MultiHeadCausalLM(nn.Module):
             finally:
                 self.output.source = saved
 
-    @torch.no_grad()
-    def snapshot_lagged(self) -> None:
-        """Copy the trainable state (LoRA adapter + heads) into the lagged snapshot (MOPO Sec. 3.1).
-
-        The LoRA weights go into a second PEFT adapter named ``"lagged"`` (no
-        second model copy); heads are copied into frozen buffers.  Memory: the
-        adapter size, plus per head ``r (V + d)`` numbers for low-rank heads or
-        ``V d`` for full heads (SmolLM2: 113 MB float32 per full head).
-        """
-        if self.is_peft:
-            flags = {id(p): p.requires_grad for p in self.parameters()}
-            if LAGGED_ADAPTER not in self.model.peft_config:
-                self.model.add_adapter(LAGGED_ADAPTER, copy.deepcopy(self.model.peft_config[DEFAULT_ADAPTER]))
-            params = dict(self.model.named_parameters())
-            copied = 0
-            for name, param in params.items():
-                parts = name.split(".")
-                if DEFAULT_ADAPTER not in parts:
-                    continue
-                target = ".".join(LAGGED_ADAPTER if part == DEFAULT_ADAPTER else part for part in parts)
-                if target not in params:
-                    raise RuntimeError(f"lagged adapter has no parameter {target} matching {name}")
-                params[target].copy_(param)
-                copied += 1
-            if copied == 0:
-                raise RuntimeError("found no parameters of the default LoRA adapter to snapshot")
-            for param in self.parameters():
-                param.requires_grad_(flags.get(id(param), False))
-        self.output.snapshot()
-
-    @property
-    def has_lagged_snapshot(self) -> bool:
-        return self.output.has_snapshot
-
-    @contextmanager
-    def lagged_context(self) -> Iterator[MultiHeadCausalLM]:
-        """Context computing with the lagged snapshot (adapter ``"lagged"`` and the heads' copies).
-
-        Inside, every parameter is frozen (PEFT's ``set_adapter``); the
-        ``requires_grad`` flags are restored on exit.  LoRA dropout follows the
-        train/eval mode: call ``eval()`` for deterministic lagged log-probs.
-        """
-        if not self.has_lagged_snapshot:
-            raise RuntimeError("no lagged snapshot; call snapshot_lagged() first")
-        saved = self.output.source
-        flags = {id(p): p.requires_grad for p in self.parameters()}
-        if self.is_peft:
-            self.model.set_adapter(LAGGED_ADAPTER, inference_mode=True)
-        self.output.set_source("lagged")
-        try:
-            yield self
-        finally:
-            self.output.source = saved
-            if self.is_peft:
-                self.model.set_adapter(DEFAULT_ADAPTER)
-            for param in self.parameters():
-                param.requires_grad_(flags.get(id(param), False))
-
     # ------------------------------------------------------------ computing
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """The wrapped model's forward; logits come from the active head / steering / source."""
+        """The wrapped model's forward; logits come from the active head / steering / source.
+
+        Called with a ``completion_mask`` keyword it returns :meth:`sequence_logps` instead: the trainers'
+        entry point, so that a DDP wrapper around this module sees a forward and synchronises gradients.
+        """
+        if "completion_mask" in kwargs:
+            return self.sequence_logps(**kwargs)
         return self.model(*args, **kwargs)
 
     def generate(
@@ -418,11 +358,11 @@ class MultiHeadCausalLM(nn.Module):
         divides by the number of completion tokens).  One backbone pass; per
         head, only the completion positions are projected to the vocabulary.
         Within :meth:`reference_context` every head is the base output layer
-        and within :meth:`lagged_context` the lagged snapshot.  Steering is
+        and within :meth:`snapshot_context` the snapshot.  Steering is
         ignored.  Use right padding (or pass ``position_ids``) so positions
         match those of generation.  ``hidden_states`` (``(B, T, d)``, from
         :meth:`hidden_states`) skips the backbone pass: with a frozen backbone
-        (:attr:`backbone_is_frozen`) the policy, lagged and reference heads can
+        (:attr:`backbone_is_frozen`) the policy, snapshot and reference heads can
         share one pass.
         """
         head_list = list(range(self.num_heads)) if heads is None else [self.head_index(h) for h in heads]
@@ -472,7 +412,7 @@ class MultiHeadCausalLM(nn.Module):
         """``(len(heads), N)`` token log-probs of low-rank heads with one shared base projection."""
         output = self.output
         chosen = [output.heads[h] for h in heads]
-        factors = [head.factors(lagged=source == "lagged") for head in chosen]
+        factors = [head.factors(from_snapshot=source == "snapshot") for head in chosen]
         return low_rank_token_logps(hidden, targets, output.base_weight, output.base_bias, factors,
                                     [head.scaling for head in chosen])
 
@@ -503,21 +443,13 @@ class MultiHeadCausalLM(nn.Module):
 
         The base model is not saved: :meth:`from_pretrained` reloads it from
         ``head_config.base_model_name_or_path`` (or takes it as an argument).
-        The lagged snapshot is training state and is not saved.
+        The snapshot is training state and is not saved.
         """
         save_multihead(self, save_directory, adapter_name=DEFAULT_ADAPTER)
 
     def load_trainable_state(self, directory: str | os.PathLike) -> None:
         """Load the adapter and heads of a :meth:`save_pretrained` folder into this model (resume)."""
         load_trainable_state(self, directory, adapter_name=DEFAULT_ADAPTER)
-
-    def lagged_state_dict(self) -> dict[str, Any]:
-        """The lagged snapshot (adapter + heads) as tensors, for checkpoints."""
-        return lagged_state_dict(self, LAGGED_ADAPTER)
-
-    def load_lagged_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the lagged snapshot from :meth:`lagged_state_dict`."""
-        load_lagged_state_dict(self, state)
 
     @classmethod
     def from_pretrained(

@@ -7,7 +7,9 @@ Layout of a saved folder::
     heads.safetensors       the policy heads' parameters
 
 The base model is not saved; it is reloaded from ``base_model_name_or_path``
-(or passed in).  The lagged snapshot is training state and is not saved.
+(or passed in).  This module does not import the model class (the
+class is passed in), so the dependency runs one way: multihead -> serialization.
+The snapshot (:mod:`moalign.models.snapshot`) is training state and is not saved.
 """
 
 from __future__ import annotations
@@ -16,14 +18,11 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
 from moalign.models.config import MultiHeadConfig
-
-if TYPE_CHECKING:
-    from moalign.models.multihead import MultiHeadCausalLM
 
 __all__ = ["CONFIG_FILE", "HEADS_FILE", "ADAPTER_DIR", "FORMAT_VERSION", "save_multihead", "load_multihead"]
 
@@ -33,7 +32,7 @@ ADAPTER_DIR = "adapter"
 FORMAT_VERSION = 1
 
 
-def save_multihead(model: MultiHeadCausalLM, save_directory: str | os.PathLike, adapter_name: str = "default") -> None:
+def save_multihead(model: Any, save_directory: str | os.PathLike, adapter_name: str = "default") -> None:
     """Write ``model`` to ``save_directory`` (layout in the module docstring)."""
     from safetensors.torch import save_file
 
@@ -52,12 +51,12 @@ def save_multihead(model: MultiHeadCausalLM, save_directory: str | os.PathLike, 
 
 
 def load_multihead(
-    cls: type[MultiHeadCausalLM],
+    cls: type,
     directory: str | os.PathLike,
     base_model: nn.Module | None = None,
     is_trainable: bool = True,
     **base_model_kwargs: Any,
-) -> MultiHeadCausalLM:
+) -> Any:
     """Rebuild a model saved by :func:`save_multihead` (see ``MultiHeadCausalLM.from_pretrained``)."""
     from safetensors.torch import load_file
 
@@ -99,7 +98,7 @@ def _json_default(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------- training state (checkpoints)
-def load_trainable_state(model: MultiHeadCausalLM, directory: str | os.PathLike, adapter_name: str = "default") -> None:
+def load_trainable_state(model: Any, directory: str | os.PathLike, adapter_name: str = "default") -> None:
     """Load adapter and head weights saved by :func:`save_multihead` into an existing ``model``.
 
     Used to resume training in place (the trainer keeps its model object).
@@ -121,34 +120,3 @@ def load_trainable_state(model: MultiHeadCausalLM, directory: str | os.PathLike,
     if not heads_path.is_file():
         raise FileNotFoundError(f"{heads_path}: not found")
     model.output.heads.load_state_dict(load_file(str(heads_path), device=str(model.device)), strict=True)
-
-
-def lagged_state_dict(model: MultiHeadCausalLM, lagged_adapter: str = "lagged") -> dict[str, Any]:
-    """Copies of the lagged snapshot: the ``lagged`` LoRA adapter and the heads' ``lagged_*`` buffers."""
-    if not model.has_lagged_snapshot:
-        raise RuntimeError("no lagged snapshot; call snapshot_lagged() first")
-    state = {}
-    if model.is_peft:
-        for name, param in model.model.named_parameters():
-            if lagged_adapter in name.split("."):
-                state[f"adapter.{name}"] = param.detach().cpu().clone()
-    for name, buffer in model.output.heads.named_buffers():
-        if name.split(".")[-1].startswith("lagged_"):
-            state[f"heads.{name}"] = buffer.detach().cpu().clone()
-    return state
-
-
-def load_lagged_state_dict(model: MultiHeadCausalLM, state: dict[str, Any]) -> None:
-    """Restore a snapshot saved by :func:`lagged_state_dict` (creates the lagged adapter if needed)."""
-    import torch
-
-    model.snapshot_lagged()  # builds the lagged adapter and buffers with the right shapes
-    params = dict(model.model.named_parameters())
-    buffers = dict(model.output.heads.named_buffers())
-    with torch.no_grad():
-        for key, value in state.items():
-            kind, name = key.split(".", 1)
-            table = params if kind == "adapter" else buffers
-            if name not in table:
-                raise KeyError(f"lagged snapshot entry {key!r} does not match the model")
-            table[name].copy_(value)

@@ -2,9 +2,10 @@
 
 A batch of B rows (prompt, completion_a, completion_b, preference) becomes
 2B sequences ``[a_1 .. a_B, b_1 .. b_B]`` sharing their prompt, right-padded,
-with a ``completion_mask`` marking completion tokens, and the labels of the
-symmetric augmentation (§3.1): ``labels = [I; 1 - I]`` so that row i of the
-2B sequences is "first" with label ``labels[i]``.
+with a ``completion_mask`` marking completion tokens, and the preference
+labels of the symmetric augmentation (§3.1): ``preference = [I; 1 - I]`` so
+that row i of the 2B sequences is "first" with label ``preference[i]``. The key
+is not ``labels``: transformers reads ``labels`` as token ids.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def render_prompt(tokenizer: Any, prompt: str | list[dict], use_chat_template: b
 
 @dataclass
 class PairwiseCollator:
-    """Collate pairwise rows into ``input_ids``, ``attention_mask``, ``completion_mask``, ``labels``."""
+    """Collate pairwise rows into ``input_ids``, ``attention_mask``, ``completion_mask``, ``preference``."""
 
     tokenizer: Any
     max_prompt_length: int = 256
@@ -70,7 +71,7 @@ class PairwiseCollator:
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "completion_mask": completion_mask,
-            "labels": torch.cat([preference, 1.0 - preference], dim=0),
+            "preference": torch.cat([preference, 1.0 - preference], dim=0),
         }
         if "ref_logps_a" in rows[0]:
             batch["ref_logps"] = torch.tensor([r["ref_logps_a"] for r in rows] + [r["ref_logps_b"] for r in rows])

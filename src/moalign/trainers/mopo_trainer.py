@@ -19,16 +19,22 @@ head h with primary objective p and secondary objectives q, every step:
 The reference pi_ref is the base model (LoRA disabled, base output layer), or
 precomputed log-probs. The dual state (lambda, chi, b), the lag bookkeeping
 and the lagged snapshot are saved in every checkpoint and restored on resume.
+
+Everything that is not MOPO (data, collator, log-probs, metrics, checkpoints,
+processes) comes from :class:`~moalign.trainers.base_trainer.MultiObjectiveTrainer`.
+With several processes the dual step runs on the rows of all processes
+(gathered), so lambda, chi and b are the same on every rank and equal to a
+single process with the global batch. Evaluation (``mode='eval'``) computes the
+loss with the current lambda and logs the estimates and bounds without taking
+a dual step, updating b or moving the lagged reference.
 """
 
 from __future__ import annotations
 
-import os
-from collections import defaultdict
+import copy
 from typing import Any
 
 import torch
-from transformers import Trainer
 
 from moalign.core.mopo import (
     MOPODual,
@@ -37,56 +43,48 @@ from moalign.core.mopo import (
     lagged_reference_log_weight,
     lower_bound,
 )
-from moalign.models.multihead import eval_mode
-from moalign.trainers.collator import PairwiseCollator
+from moalign.trainers.base_trainer import MultiObjectiveTrainer, unwrap_multihead
 from moalign.trainers.mopo_config import MOPOConfig
 
-DUAL_STATE_NAME = "mopo_state.pt"
 
-
-class MOPOTrainer(Trainer):
-    """``transformers.Trainer`` subclass training a :class:`~moalign.models.MultiHeadCausalLM` with MOPO.
+class MOPOTrainer(MultiObjectiveTrainer):
+    """Train a :class:`~moalign.models.MultiHeadCausalLM` with MOPO (one head per primary objective).
 
     Args:
         model: a ``MultiHeadCausalLM`` whose ``head_names`` are the primary objectives.
         args: :class:`MOPOConfig`.
-        train_dataset: pairwise rows (``prompt``, ``completion_a``, ``completion_b``,
-            ``preference``: K floats); a ``datasets.Dataset`` or an object with
-            ``.dataset`` and ``.objectives`` (``moalign.data.MultiObjectiveDataset``).
-        objectives: objective names in the order of ``preference`` (taken from the
-            dataset wrapper when it carries them).
+        train_dataset / eval_dataset: pairwise rows (``prompt``, ``completion_a``, ``completion_b``,
+            ``preference``: K floats); a ``moalign.data.MultiObjectiveDataset`` or a ``datasets.Dataset``
+            with ``objectives=``.
+        objectives: objective names in the order of ``preference``.
         processing_class: the tokenizer.
     """
 
+    method_name = "mopo"
+    data_kind = "pairwise"
+
     def __init__(self, model: Any, args: MOPOConfig, train_dataset: Any = None, objectives: list[str] | None = None,
                  processing_class: Any = None, eval_dataset: Any = None, data_collator: Any = None, **kwargs: Any):
-        if hasattr(train_dataset, "objectives") and hasattr(train_dataset, "dataset"):
-            objectives = objectives or list(train_dataset.objectives)
-            train_dataset = train_dataset.dataset
-        if objectives is None:
-            raise ValueError("MOPOTrainer needs the objective names: pass `objectives=` or a MultiObjectiveDataset")
-        self.objectives = list(objectives)
-        self.head_objectives = [self._objective_index(n) for n in model.head_names]
-        if processing_class is None:
-            raise ValueError("MOPOTrainer needs the tokenizer as `processing_class`")
-        use_chat = args.use_chat_template
-        if use_chat is None:
-            use_chat = getattr(processing_class, "chat_template", None) is not None
-        data_collator = data_collator or PairwiseCollator(
-            processing_class, args.max_prompt_length, args.max_completion_length, use_chat)
-        if args.precompute_ref_log_probs and train_dataset is not None:
-            train_dataset = precompute_reference_log_probs(model, train_dataset, data_collator,
-                                                           args.per_device_train_batch_size, args.length_normalize)
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=processing_class, data_collator=data_collator, **kwargs)
+                         objectives=objectives, processing_class=processing_class, data_collator=data_collator,
+                         **kwargs)
+        self.head_objectives = [self._objective_index(n) for n in unwrap_multihead(model).head_names]
         self.duals = [self._make_dual(h) for h in range(len(self.head_objectives))]
         self.lag_active = False  # becomes True at the first lag update (before, pi_lag == pi_ref)
         self.last_lag_step = 0
         self._lagged_estimate_sum = torch.zeros(len(self.duals), max(len(self.objectives) - 1, 1))
         self._lagged_estimate_count = 0
-        self._metrics: dict[str, list[float]] = defaultdict(list)
 
     # ------------------------------------------------------------------ setup
+    @classmethod
+    def head_names_for(cls, config: MOPOConfig, objectives: list[str]) -> list[str]:
+        """One head per primary objective (``primary_objectives``, default: every objective)."""
+        primary = list(config.primary_objectives or objectives)
+        unknown = [p for p in primary if p not in objectives]
+        if unknown:
+            raise ValueError(f"primary_objectives {unknown} are not objectives of the dataset: {objectives}")
+        return primary
+
     def _objective_index(self, name: str) -> int:
         if name not in self.objectives:
             raise ValueError(f"model head {name!r} is not one of the dataset objectives {self.objectives}")
@@ -102,74 +100,49 @@ class MOPOTrainer(Trainer):
         if args.thresholds is not None:
             b = torch.tensor([args.thresholds[k] for k in self.secondary_indices(head)], dtype=torch.float32)
         else:
-            b = torch.full((n_sec,), float("nan"))  # set from the first batch (see _record)
+            b = torch.full((n_sec,), float("nan"))  # set from the first batch (see method_loss)
         return MOPODual(lam=torch.full((n_sec,), float(args.initial_lambda)), threshold=b, tau=args.tau,
                         eps=args.lower_bound_eps, lr_lambda=args.lambda_learning_rate / args.gradient_accumulation_steps,
                         chi_solver=args.chi_solver, lr_chi=args.chi_learning_rate,
                         num_minibatches=args.lower_bound_minibatches)
 
     # ------------------------------------------------------------------ loss
-    def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
-                     num_items_in_batch: Any = None) -> Any:
-        self._maybe_update_lag(model)
+    def method_loss(self, model: Any, inputs: dict[str, torch.Tensor], mode: str) -> torch.Tensor:
+        """Alg. 1 lines 5-8 on a batch (train), or the loss at the current lambda without any update (eval)."""
+        training = mode == "train"
+        if training:
+            self._maybe_update_lag(model)
         args: MOPOConfig = self.args
-        ids, mask, cmask = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
-        labels = inputs["labels"].float().cpu()
         hidden = self.shared_hidden_states(model, inputs)
-        policy_logps = _unwrap(model).sequence_logps(ids, mask, cmask, average=args.length_normalize,
-                                                     hidden_states=hidden)  # (H, 2B)
+        policy_logps = self.policy_logps(model, inputs, hidden)  # (H, 2B)
         extra = None
         if self.lag_active and args.lag_steps > 0:
-            lagged, reference = self.lagged_and_reference_logps(model, inputs, hidden)
+            lagged = self.snapshot_logps(model, inputs, hidden)
+            reference = self.reference_logps(model, inputs, hidden)
             extra = lagged_reference_log_weight(lagged.float().cpu(), reference.float().cpu(), args.lag_log_ratio_clip)
+        # the dual step sees the rows of every process: identical state on all ranks
+        preference, rows = self.gather_rows(inputs["preference"].float().cpu())
+        if extra is not None:
+            extra = self.gather_rows(extra, dim=1)[0]
         loss = policy_logps.new_zeros(())
         for h, dual in enumerate(self.duals):
-            primary = labels[:, self.head_objectives[h]]
-            secondary = labels[:, self.secondary_indices(h)]
+            primary = preference[:, self.head_objectives[h]]
+            secondary = preference[:, self.secondary_indices(h)]
             extra_h = None if extra is None else extra[h]
-            if torch.isnan(dual.threshold).any():  # default b: beta x the reference policy's value
-                dual.threshold = adaptive_threshold(self._lagged_value(secondary, None), args.threshold_beta)
-            out = dual.step(primary, secondary, extra_h)
-            self._sync_dual(dual)
-            weights = out.weights.to(policy_logps)
-            loss = loss - (weights * policy_logps[h]).mean()
-            self._record(h, out, secondary, extra_h)
-        return (loss, {"policy_logps": policy_logps}) if return_outputs else loss
-
-    @torch.no_grad()
-    def shared_hidden_states(self, model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        """The frozen backbone's hidden states of the batch, computed once (eval mode, no gradients), or None.
-
-        Only with ``reuse_frozen_backbone`` and a model whose backbone does not train
-        (``MultiHeadCausalLM.backbone_is_frozen``): then the policy, lagged and reference log-probs differ
-        only in the head, and one backbone pass serves all three.
-        """
-        base = _unwrap(model)
-        if not (self.args.reuse_frozen_backbone and base.backbone_is_frozen):
-            return None
-        with eval_mode(base):
-            return base.hidden_states(inputs["input_ids"], inputs["attention_mask"])
-
-    @torch.no_grad()
-    def lagged_and_reference_logps(self, model: Any, inputs: dict[str, torch.Tensor],
-                                   hidden_states: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(H, 2B)`` log-probs of the lagged heads and ``(2B,)`` of the reference policy, without gradients.
-
-        The lagged pass runs in eval mode: log pi_lag without LoRA dropout is deterministic, as a reference
-        policy's log-probs are, and cheaper (no dropout masks on the inputs of every LoRA layer).
-        ``hidden_states`` (see :meth:`shared_hidden_states`) replaces both backbone passes.
-        """
-        args: MOPOConfig = self.args
-        ids, mask, cmask = inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"]
-        base = _unwrap(model)
-        with eval_mode(base), base.lagged_context():
-            lagged = base.sequence_logps(ids, mask, cmask, average=args.length_normalize, hidden_states=hidden_states)
-        if "ref_logps" in inputs:
-            return lagged, inputs["ref_logps"].to(lagged)
-        with base.reference_context():
-            reference = base.sequence_logps(ids, mask, cmask, heads=[0], average=args.length_normalize,
-                                            hidden_states=hidden_states)[0]
-        return lagged, reference
+            if training:
+                if torch.isnan(dual.threshold).any():  # default b: beta x the reference policy's value
+                    dual.threshold = adaptive_threshold(self._lagged_value(secondary, None), args.threshold_beta)
+                out = dual.step(primary, secondary, extra_h)
+                dual.lam = self.average_across_processes(dual.lam)  # equal already; guards against drift
+                dual.chi = self.average_across_processes(dual.chi)
+                self._accumulate_lagged_value(h, secondary, extra_h)
+            else:
+                out = copy.deepcopy(dual).step(primary, secondary, extra_h)  # estimate and bound; no state change
+                out.weights = dual.weights(primary, secondary, extra_h)
+                out.lam = dual.lam
+            loss = loss - (out.weights[rows].to(policy_logps) * policy_logps[h]).mean()
+            self._record(h, out, mode)
+        return loss
 
     def _lagged_value(self, secondary: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
         """G_hat (or its lower bound) of the lagged policy on this batch: what b <- beta * (.) scales (§3.1)."""
@@ -180,27 +153,25 @@ class MOPOTrainer(Trainer):
         m = self.args.lower_bound_minibatches
         return lower_bound(z.reshape(z.shape[0], m, -1), self.args.lower_bound_eps)[0]
 
-    def _record(self, head: int, out: Any, secondary: torch.Tensor, extra: torch.Tensor | None) -> None:
-        """Log per objective and accumulate the lagged policy's value for the adaptive thresholds."""
+    def _accumulate_lagged_value(self, head: int, secondary: torch.Tensor, extra: torch.Tensor | None) -> None:
+        """Sum the lagged policy's value over the lag phase, for the adaptive thresholds."""
         lagged_estimate = self._lagged_value(secondary, extra)
         self._lagged_estimate_sum[head, : lagged_estimate.numel()] += lagged_estimate
         if head == len(self.duals) - 1:
             self._lagged_estimate_count += 1
         name = self.objectives[self.head_objectives[head]]
         for j, k in enumerate(self.secondary_indices(head)):
-            tag = f"{name}/{self.objectives[k]}"
-            self._metrics[f"lambda/{tag}"].append(float(out.lam[j]))
-            self._metrics[f"lower_bound/{tag}"].append(float(out.lower_bound[j]))
-            self._metrics[f"threshold/{tag}"].append(float(self.duals[head].threshold[j]))
-            self._metrics[f"estimate/{tag}"].append(float(out.estimate[j]))
-            self._metrics[f"lagged_value/{tag}"].append(float(lagged_estimate[j]))
+            self.record(f"lagged_value/{name}/{self.objectives[k]}", float(lagged_estimate[j]), "train")
 
-    def _sync_dual(self, dual: MOPODual) -> None:
-        """Keep the dual state identical on every process (each sees a different batch)."""
-        if self.accelerator.num_processes > 1:
-            dev = self.accelerator.device
-            dual.lam = self.accelerator.reduce(dual.lam.to(dev), reduction="mean").cpu()
-            dual.chi = self.accelerator.reduce(dual.chi.to(dev), reduction="mean").cpu()
+    def _record(self, head: int, out: Any, mode: str) -> None:
+        """Log lambda, b, G_hat and the lower bound per (head, secondary objective)."""
+        name = self.objectives[self.head_objectives[head]]
+        for j, k in enumerate(self.secondary_indices(head)):
+            tag = f"{name}/{self.objectives[k]}"
+            self.record(f"lambda/{tag}", float(out.lam[j]), mode)
+            self.record(f"lower_bound/{tag}", float(out.lower_bound[j]), mode)
+            self.record(f"threshold/{tag}", float(self.duals[head].threshold[j]), mode)
+            self.record(f"estimate/{tag}", float(out.estimate[j]), mode)
 
     def _maybe_update_lag(self, model: Any) -> None:
         """Alg. 1 lines 9-11: every t0 optimizer steps update b (adaptive) and the lagged reference."""
@@ -214,42 +185,12 @@ class MOPOTrainer(Trainer):
                 dual.threshold = adaptive_threshold(mean_estimate[h, : dual.threshold.numel()], args.threshold_beta)
         self._lagged_estimate_sum.zero_()
         self._lagged_estimate_count = 0
-        _unwrap(model).snapshot_lagged()
+        unwrap_multihead(model).take_snapshot()
         self.lag_active = True
         self.last_lag_step = step
 
-    # ------------------------------------------------------------------ optimizer
-    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
-        """Trainer's optimizer; with ``head_learning_rate`` the policy heads get parameter groups of their own.
-
-        The optimizer the Trainer built (no step taken, no state yet) is regrouped in place: each of its
-        groups is split into the adapter part (its own ``lr``) and the head part (``head_learning_rate``).
-        """
-        created = self.optimizer is None
-        optimizer = super().create_optimizer(model)
-        if self.args.head_learning_rate is None or not created:
-            return optimizer
-        head_ids = {id(p) for p in _unwrap(self.model).output.parameters()}
-        groups = []
-        for group in optimizer.param_groups:
-            for is_head in (False, True):
-                params = [p for p in group["params"] if (id(p) in head_ids) == is_head]
-                if params:
-                    groups.append({**group, "params": params,
-                                   "lr": self.args.head_learning_rate if is_head else group["lr"]})
-        optimizer.param_groups.clear()
-        for group in groups:
-            optimizer.add_param_group(group)
-        return optimizer
-
-    # ------------------------------------------------------------------ logging
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        logs.update({k: sum(v) / len(v) for k, v in self._metrics.items() if v})
-        self._metrics.clear()
-        super().log(logs, start_time)
-
-    # ------------------------------------------------------------------ save / resume
-    def dual_state(self) -> dict[str, Any]:
+    # ------------------------------------------------------------------ state in checkpoints
+    def method_state(self) -> dict[str, Any]:
         """Everything MOPO needs beyond the weights to continue exactly where it stopped."""
         return {
             "duals": [d.state_dict() for d in self.duals],
@@ -257,13 +198,10 @@ class MOPOTrainer(Trainer):
             "last_lag_step": self.last_lag_step,
             "lagged_estimate_sum": self._lagged_estimate_sum.clone(),
             "lagged_estimate_count": self._lagged_estimate_count,
-            "lagged_snapshot": _unwrap(self.model).lagged_state_dict() if self.lag_active else None,
-            "objectives": self.objectives,
+            "lagged_snapshot": self.unwrapped_model.snapshot_state_dict() if self.lag_active else None,
         }
 
-    def load_dual_state(self, state: dict[str, Any]) -> None:
-        if state["objectives"] != self.objectives:
-            raise ValueError(f"checkpoint objectives {state['objectives']} differ from {self.objectives}")
+    def load_method_state(self, state: dict[str, Any]) -> None:
         for dual, s in zip(self.duals, state["duals"]):
             dual.load_state_dict(s)
         self.lag_active = state["lag_active"]
@@ -271,48 +209,4 @@ class MOPOTrainer(Trainer):
         self._lagged_estimate_sum = state["lagged_estimate_sum"].clone()
         self._lagged_estimate_count = state["lagged_estimate_count"]
         if state["lagged_snapshot"] is not None:
-            _unwrap(self.model).load_lagged_state_dict(state["lagged_snapshot"])
-
-    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
-        output_dir = output_dir or self.args.output_dir
-        os.makedirs(output_dir, exist_ok=True)
-        _unwrap(self.model).save_pretrained(output_dir)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
-        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
-        torch.save(self.dual_state(), os.path.join(output_dir, DUAL_STATE_NAME))
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        _unwrap(model or self.model).load_trainable_state(resume_from_checkpoint)
-        path = os.path.join(resume_from_checkpoint, DUAL_STATE_NAME)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{resume_from_checkpoint} has no {DUAL_STATE_NAME}: not a MOPOTrainer checkpoint")
-        self.load_dual_state(torch.load(path, weights_only=False))
-
-
-def _unwrap(model: Any) -> Any:
-    """The MultiHeadCausalLM inside DDP/accelerate wrappers."""
-    while hasattr(model, "module") and not hasattr(model, "sequence_logps"):
-        model = model.module
-    return model
-
-
-@torch.no_grad()
-def precompute_reference_log_probs(model: Any, dataset: Any, collator: PairwiseCollator, batch_size: int,
-                                   average: bool = False) -> Any:
-    """Add ``ref_logps_a``/``ref_logps_b`` columns: the base model's sequence log-probs (one pass)."""
-    from tqdm.auto import tqdm
-
-    base = _unwrap(model)
-    ref_a: list[float] = []
-    ref_b: list[float] = []
-    device = next(base.parameters()).device
-    for start in tqdm(range(0, len(dataset), batch_size), desc="reference log-probs"):
-        rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        batch = collator(rows)
-        with base.reference_context():
-            logps = base.sequence_logps(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                                        batch["completion_mask"].to(device), heads=[0], average=average)[0].cpu()
-        ref_a += logps[: len(rows)].tolist()
-        ref_b += logps[len(rows):].tolist()
-    return dataset.add_column("ref_logps_a", ref_a).add_column("ref_logps_b", ref_b)
+            self.unwrapped_model.load_snapshot_state_dict(state["lagged_snapshot"])

@@ -1,13 +1,14 @@
-"""``moalign train mopo``: build the multi-head model, load the data, train, save."""
+"""``moalign train <method>``: build the multi-head model, load the data, train, save — for any registered method."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from moalign.trainers.mopo_config import MOPOConfig
+from moalign.trainers.base_config import MultiObjectiveConfig
 
 
-def build_multihead_model(config: MOPOConfig, head_names: list[str], base_model: Any = None) -> tuple[Any, Any]:
+def build_multihead_model(config: MultiObjectiveConfig, head_names: list[str], base_model: Any = None
+                          ) -> tuple[Any, Any]:
     """``(MultiHeadCausalLM, tokenizer)`` for ``config.model_name_or_path`` with one head per name."""
     from peft import LoraConfig
 
@@ -27,8 +28,8 @@ def build_multihead_model(config: MOPOConfig, head_names: list[str], base_model:
     return MultiHeadCausalLM(base_model, heads, lora_config=lora), tokenizer
 
 
-def load_training_data(config: MOPOConfig) -> Any:
-    """The pairwise multi-objective dataset named by ``dataset_path`` or ``dataset_recipe``."""
+def load_training_data(config: MultiObjectiveConfig, kind: str = "pairwise") -> Any:
+    """The multi-objective dataset named by ``dataset_path`` or ``dataset_recipe`` (rows of ``kind``)."""
     from moalign.data import load_multi_objective
 
     if config.dataset_recipe is not None:
@@ -43,25 +44,46 @@ def load_training_data(config: MOPOConfig) -> Any:
         data, report = loaders[config.dataset_recipe](config.dataset_split, reward_functions=rewards or None)
         print(report)
     elif config.dataset_path is not None:
-        data = load_multi_objective(config.dataset_path, objectives=config.objectives, kind="pairwise")
+        data = load_multi_objective(config.dataset_path, objectives=config.objectives, kind=kind)
     else:
-        raise ValueError("set dataset_path (a pairwise JSONL/Parquet/CSV file or saved dataset) or dataset_recipe")
-    if config.max_train_pairs is not None:
-        data.dataset = data.dataset.select(range(min(config.max_train_pairs, len(data.dataset))))
+        raise ValueError("set dataset_path (a JSONL/Parquet/CSV file or saved dataset) or dataset_recipe")
+    if config.max_train_rows is not None:
+        data.dataset = data.dataset.select(range(min(config.max_train_rows, len(data.dataset))))
     return data
 
 
-def train_mopo(config: MOPOConfig) -> Any:
-    """Train MOPO as configured and save the final model to ``config.output_dir``. Returns the trainer."""
-    from moalign.trainers.mopo_trainer import MOPOTrainer
+def load_eval_data(config: MultiObjectiveConfig, objectives: list[str], kind: str = "pairwise") -> Any:
+    """The evaluation dataset of ``eval_dataset_path`` (same objectives as the training data), or None."""
+    if config.eval_dataset_path is None:
+        return None
+    from moalign.data import load_multi_objective
 
-    data = load_training_data(config)
-    primary = config.primary_objectives or list(data.objectives)
-    unknown = [p for p in primary if p not in data.objectives]
-    if unknown:
-        raise ValueError(f"primary_objectives {unknown} are not objectives of {config.dataset_path}: {data.objectives}")
-    model, tokenizer = build_multihead_model(config, primary)
-    trainer = MOPOTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer)
+    data = load_multi_objective(config.eval_dataset_path, objectives=config.objectives or objectives, kind=kind)
+    if list(data.objectives) != list(objectives):
+        raise ValueError(f"{config.eval_dataset_path}: objectives {list(data.objectives)} differ from the training "
+                         f"data's {list(objectives)}")
+    return data
+
+
+def train_method(name: str, config: MultiObjectiveConfig, base_model: Any = None) -> Any:
+    """Train the registered method ``name`` as configured and save the final model to ``config.output_dir``.
+
+    Returns the trainer. Resumes from ``config.resume_from_checkpoint`` when set.
+    """
+    from moalign.trainers.registry import get_method
+
+    trainer_class = get_method(name).trainer_class
+    data = load_training_data(config, kind=trainer_class.data_kind)
+    eval_data = load_eval_data(config, list(data.objectives), kind=trainer_class.data_kind)
+    heads = trainer_class.head_names_for(config, list(data.objectives))
+    model, tokenizer = build_multihead_model(config, heads, base_model)
+    trainer = trainer_class(model=model, args=config, train_dataset=data, eval_dataset=eval_data,
+                            processing_class=tokenizer)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(config.output_dir)
     return trainer
+
+
+def train_mopo(config: Any) -> Any:
+    """Train MOPO (``train_method("mopo", config)``)."""
+    return train_method("mopo", config)

@@ -1,0 +1,101 @@
+"""The methods ``moalign train <method>`` (and the demo, and ``moalign compare``) know.
+
+A method is a config class (a :class:`~moalign.trainers.base_config.MultiObjectiveConfig`
+subclass) and a trainer class (a :class:`~moalign.trainers.base_trainer.MultiObjectiveTrainer`
+subclass). Built-in methods are registered by import path, so that listing them
+does not import transformers; a plugin registers its classes with
+:func:`register_method`, or from another package through the entry-point group
+``moalign.methods`` (an entry point naming a :class:`TrainingMethod`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["TrainingMethod", "register_method", "get_method", "available_methods"]
+
+ENTRY_POINT_GROUP = "moalign.methods"
+
+
+@dataclass(frozen=True)
+class TrainingMethod:
+    """A trainable method: its name, one-line description, config and trainer (classes or ``module:Class``)."""
+
+    name: str
+    description: str
+    config: type | str
+    trainer: type | str
+
+    @property
+    def config_class(self) -> type:
+        return _resolve(self.config)
+
+    @property
+    def trainer_class(self) -> type:
+        return _resolve(self.trainer)
+
+
+_METHODS: dict[str, TrainingMethod] = {}
+_ENTRY_POINTS_LOADED = False
+
+
+def register_method(method: TrainingMethod, replace: bool = False) -> TrainingMethod:
+    """Make ``method`` available to ``moalign train``; a second method of the same name is an error."""
+    if not method.name or not method.name.replace("-", "_").isidentifier():
+        raise ValueError(f"method name must be a word (letters, digits, _ or -), got {method.name!r}")
+    if method.name in _METHODS and not replace:
+        raise ValueError(f"a method named {method.name!r} is already registered")
+    _METHODS[method.name] = method
+    return method
+
+
+def unregister_method(name: str) -> None:
+    """Remove a registered method (tests, plugins reloading)."""
+    _METHODS.pop(name, None)
+
+
+def available_methods() -> dict[str, TrainingMethod]:
+    """Registered methods by name, sorted."""
+    _load_entry_points()
+    return dict(sorted(_METHODS.items()))
+
+
+def get_method(name: str) -> TrainingMethod:
+    """The registered method ``name``; unknown names list the known ones."""
+    methods = available_methods()
+    if name not in methods:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(methods) or 'none'}")
+    return methods[name]
+
+
+def _resolve(target: type | str) -> Any:
+    if not isinstance(target, str):
+        return target
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        method = entry.load()
+        if not isinstance(method, TrainingMethod):
+            raise TypeError(f"entry point {entry.name!r} of {ENTRY_POINT_GROUP} must name a TrainingMethod, "
+                            f"got {type(method).__name__}")
+        register_method(method, replace=True)
+
+
+register_method(TrainingMethod(
+    name="mopo",
+    description="MOPO: maximise one objective, lower-bound the others (closed-form dual, weighted behaviour "
+                "cloning, lagged reference); one policy head per primary objective",
+    config="moalign.trainers.mopo_config:MOPOConfig",
+    trainer="moalign.trainers.mopo_trainer:MOPOTrainer",
+))
