@@ -1,4 +1,4 @@
-"""Benchmark: the full §4.1 bandit sweep of mopo-paper (Figure 4) on the CPU.
+"""Benchmark: the full §4.1 bandit sweep of the MOPO paper (Figure 4) on the CPU.
 
 Runs :func:`moalign.experiments.bandit.run_bandit` (default: 5 datasets x
 3 taus x 5 seeds x 20k steps, all 75 runs in one tensor program), then prints

@@ -1,4 +1,4 @@
-"""Benchmark: the continuous toy problem of mopo-paper §2 / App. A.1 (Figures 1 and 7) for one reward set.
+"""Benchmark: the continuous toy problem of the MOPO paper §2 / App. A.1 (Figures 1 and 7) for one reward set.
 
 Runs :func:`moalign.experiments.toy.run_toy` (DPO on D1/D2/DJ/D_C, the COP
 oracle, MOPO), then prints the wall time, the CPU time and the HV-ratio table.

@@ -1,7 +1,7 @@
 """Tests of ``moalign.core.mopo`` against independent ground truth.
 
 Truth comes from SciPy (SLSQP on the primal problems (1) and (4) of
-``papers/mopo-paper.md``, scalar root finding / maximisation of duals written
+the MOPO paper, scalar root finding / maximisation of duals written
 out here in NumPy), and from values computed by hand. The code under test is
 never used to produce its own reference value. All exactness tests run in
 float64 and are deterministic (fixed seeds, full-batch quantities).

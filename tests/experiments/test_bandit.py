@@ -90,7 +90,7 @@ def test_d1_converges_to_condorcet_winner(tmp_path) -> None:
 
 
 def test_fixed_reference_and_threshold_converge_to_scipy_cop() -> None:
-    """The correctness anchor of DESIGN.md: fixed b, fixed uniform reference, no pessimism, full data."""
+    """The correctness anchor of docs/design.md ("Correctness anchor"): fixed b, fixed uniform reference, no pessimism, full data."""
     b = 0.6
     config = BanditConfig(datasets=["D2", "D3", "D5"], taus=[0.1, 1.0], seeds=1, steps=1500, sampling="full",
                           lower_bound_eps=0.0, lag_steps=None, threshold_mode="fixed", initial_threshold=b,

@@ -1,4 +1,4 @@
-"""Tests of the continuous toy benchmark (mopo-paper §2 / App. A.1) against independent truth.
+"""Tests of the continuous toy benchmark (MOPO paper §2 / App. A.1) against independent truth.
 
 Closed forms: Set B's weighted-sum maximiser per context is an end point
 (``w r1 + (1-w) r2`` is convex in y), chosen by comparing

@@ -1,4 +1,4 @@
-"""Pure torch/numpy math of moalign: no transformers import here (DESIGN.md, "Layers")."""
+"""Pure torch/numpy math of moalign: no transformers import here (docs/design.md, "Layers")."""
 
 from moalign.core.losses import dpo_loss
 from moalign.core.mopo import (

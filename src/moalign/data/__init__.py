@@ -1,4 +1,4 @@
-"""Multi-objective preference datasets (DESIGN.md, "Data contract").
+"""Multi-objective preference datasets (docs/design.md, "Data contract").
 
 - :mod:`moalign.data.schema`: the contract, :class:`MultiObjectiveDataset`, validation.
 - :mod:`moalign.data.io`: :func:`load_multi_objective` (files, folders, in-memory) and save/export.

@@ -1,4 +1,4 @@
-"""Recipes for the preference datasets used by the papers (mopo-paper.md §4.2, App. A.6 Table 2).
+"""Recipes for the preference datasets used by the papers (MOPO paper §4.2, App. A.6 Table 2).
 
 Each recipe = a pure per-row function on the exact upstream row format
 (tested on hand-made rows; the hub is not reachable in CI) + a ``load_*``

@@ -1,4 +1,4 @@
-"""The multi-objective preference dataset contract (DESIGN.md, "Data contract") and its validation.
+"""The multi-objective preference dataset contract (docs/design.md, "Data contract") and its validation.
 
 A multi-objective dataset names its K objectives (an ordered list of unique
 strings) and stores, per row,
@@ -6,7 +6,7 @@ strings) and stores, per row,
 - ``pairwise``: ``prompt``, ``completion_a``, ``completion_b``, ``preference``
   (K floats in [0, 1]: the probability / label that ``completion_a`` is
   preferred to ``completion_b`` on objective k -- the indicator I(y, y') of
-  mopo-paper.md §3.2); optional ``scores_a``, ``scores_b`` (K finite floats each);
+  the MOPO paper §3.1, "Empirical MOPO"); optional ``scores_a``, ``scores_b`` (K finite floats each);
 - ``pointwise``: ``prompt``, ``completion``, ``scores`` (K finite floats).
 
 Optional booleans ``truncated_a``/``truncated_b`` (pairwise) or ``truncated``

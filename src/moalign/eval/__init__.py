@@ -1,6 +1,6 @@
 """Evaluation of multi-objective policies: generation per policy, reward scoring, Pareto fronts, reports.
 
-Layer ``eval`` (DESIGN.md): uses ``core`` (Pareto utilities), ``models``
+Layer ``eval`` (docs/design.md, "Layers"): uses ``core`` (Pareto utilities), ``models``
 (multi-head generation) and ``rewards``; never imports ``trainers``.
 """
 

@@ -1,8 +1,8 @@
 """Evaluate the policies of a trained model: generate → score → aggregate → report.
 
-DESIGN.md, "Evaluation": for a set of test prompts, generate with each
+docs/design.md, "Evaluation": for a set of test prompts, generate with each
 policy, score with each reward function, average overall and per prompt
-cluster (``j = 6`` clusters in ``papers/mopo-paper.md`` §4.2), keep the
+cluster (``j = 6`` clusters in the MOPO paper §4.2), keep the
 non-dominated points and report hypervolume against a stated reference point,
 plots and JSON. The untrained base model is always evaluated too.
 

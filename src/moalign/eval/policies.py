@@ -1,8 +1,8 @@
 """What a "policy" to evaluate is, and the steering grids that enumerate them.
 
 A trained multi-objective method exposes several *policies* that share one set
-of weights (DESIGN.md, "Evaluation"): the untrained base model, a single head
-``k`` of a multi-head model (App. A.6 of ``papers/mopo-paper.md``), a steered
+of weights (docs/design.md, "Evaluation"): the untrained base model, a single head
+``k`` of a multi-head model (App. A.6 of the MOPO paper), a steered
 combination of the heads with weights ``w`` on the simplex (App. A.6,
 "Inference code"), or simply the model as it is (a single-policy method such
 as DPO). A :class:`Policy` is the *name* of such a generation setting plus the

@@ -1,6 +1,6 @@
 """Aggregate per-prompt rewards into a multi-objective evaluation report.
 
-Protocol (``papers/mopo-paper.md`` §4.2 and App. A.6, after HaM/RiC): every
+Protocol (MOPO paper §4.2 and App. A.6, after HaM/RiC): every
 policy's mean reward per objective, overall and per prompt cluster; a point in
 reward space is a (policy, cluster) mean; methods whose fronts lie *outside*
 others' are better. On top of the paper's protocol the report gives

@@ -1,1 +1,1 @@
-"""Synthetic benchmarks, the text demo and reports (DESIGN.md, layer "experiments")."""
+"""Synthetic benchmarks, the text demo and reports (docs/design.md, "Layers")."""

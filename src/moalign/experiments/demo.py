@@ -12,7 +12,7 @@ artefact exists, so an interrupted run resumes where it stopped):
 4. score them with the objectives' offline scorers and report how much the
    objectives conflict (Spearman correlation over responses);
 5. label every pair of responses to the same prompt per objective
-   (``pairs.jsonl``, the pairwise contract of DESIGN.md);
+   (``pairs.jsonl``, the pairwise data contract of docs/design.md);
 6. train MOPO with LoRA and one policy head per objective (``model/``,
    with checkpoints for resume); samples cut by the token budget are
    trained as prefixes without EOS (``sample_ends``);

@@ -1,7 +1,7 @@
 """Multi-head causal LMs (one policy head per objective on a shared backbone), steering and loading.
 
-See ``papers/mopo-paper.md`` App. A.6 and ``papers/ham-paper.md`` Sec. 3.5, and
-DESIGN.md ("MOPO as we implement it", items 6 and 8).  Test helpers (tiny
+See the MOPO paper App. A.6 and the HaM paper Sec. 3.5, and docs/design.md
+(MOPO 6, lagged reference; MOPO 8, heads and steering).  Test helpers (tiny
 models/tokenizers, a tensor-memory tracker) live in :mod:`moalign.models.testing`.
 """
 

@@ -1,7 +1,7 @@
 """Policy heads on a shared backbone and the output module that holds them.
 
-The multi-policy architecture of ``papers/mopo-paper.md`` App. A.6 (Figure 10)
-and ``papers/ham-paper.md`` Sec. 3.5: policy ``k`` is a matrix
+The multi-policy architecture of the MOPO paper App. A.6 (Figure 10)
+and the HaM paper Sec. 3.5: policy ``k`` is a matrix
 ``theta_k in R^{L x d}`` and its next-token logits are ``theta_k phi`` where
 ``phi`` is the backbone's last hidden state.  Two head types:
 

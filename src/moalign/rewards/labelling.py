@@ -1,6 +1,6 @@
 """Label pairwise data with K reward functions (scores -> multi-objective preferences).
 
-Produces rows in the pairwise contract of DESIGN.md ("Data contract"): ``prompt``,
+Produces rows in the pairwise data contract (docs/design.md, "Data contract"): ``prompt``,
 ``completion_a``, ``completion_b``, ``preference`` (K floats in [0, 1], the
 probability/label that a is preferred to b on objective k), ``scores_a``, ``scores_b``.
 The order of the K objectives is the order of ``reward_fns`` (their ``name`` s, see
@@ -205,7 +205,7 @@ def score_pointwise(
     overwrite: bool = False,
     show_progress: bool = False,
 ) -> Rows:
-    """Add ``scores`` (K floats) to pointwise rows with ``prompt`` and ``completion`` (DESIGN.md contract)."""
+    """Add ``scores`` (K floats) to pointwise rows with ``prompt`` and ``completion`` (docs/design.md, "Data contract")."""
     names = objective_names(reward_fns)
     is_dataset = Dataset is not None and isinstance(data, Dataset)
     existing = data.column_names if is_dataset else [c for row in data for c in row] if data else []
