@@ -13,7 +13,6 @@ from moalign.data import (
     pairwise_from_trl,
     pairwise_to_pointwise,
     pairwise_to_trl,
-    preference_from_scores,
     scores_to_pairwise,
 )
 
@@ -22,20 +21,6 @@ OBJ = ["helpful", "harmless"]
 
 def point(prompt, completion, scores, **extra):
     return {"prompt": prompt, "completion": completion, "scores": list(scores), **extra}
-
-
-def test_preference_from_scores_hard_and_bradley_terry():
-    assert preference_from_scores([2.0, 1.0, 3.0], [1.0, 1.0, 5.0]) == [1.0, 0.5, 0.0]
-    got = preference_from_scores([2.0, 0.0], [1.0, 3.0], temperature=0.5)
-    assert got == pytest.approx([expit(2.0), expit(-6.0)], rel=1e-12)
-    got = preference_from_scores([2.0, 0.0], [1.0, 3.0], temperature=[1.0, 3.0])
-    assert got == pytest.approx([expit(1.0), expit(-1.0)], rel=1e-12)
-    assert preference_from_scores([1000.0], [-1000.0], temperature=1.0) == [1.0]  # no overflow
-    assert preference_from_scores([-1000.0], [1000.0], temperature=1.0) == [0.0]
-    with pytest.raises(ValueError, match="temperature"):
-        preference_from_scores([1.0], [0.0], temperature=0.0)
-    with pytest.raises(ValueError, match="temperature"):
-        preference_from_scores([1.0, 2.0], [0.0, 0.0], temperature=[1.0])
 
 
 def test_scores_to_pairwise_hand_computed():

@@ -13,9 +13,9 @@ from moalign.eval.evaluate import (
     evaluate_policies,
     load_generations,
     rescore_generations,
-    score_completions,
 )
 from moalign.eval.policies import Policy, head_policies, steering_policies
+from moalign.rewards import score_completions
 
 PROMPTS = [
     "hello there", "how are you today?", "what is 2+2", "tell me a joke please", "hi", "ok so",
@@ -118,7 +118,7 @@ def test_bad_input_is_rejected_with_clear_errors(standin_model, char_tokenizer, 
     with pytest.raises(ValueError, match="pass the untrained model as reference_model"):
         evaluate_policies(standin_model.base, char_tokenizer, PROMPTS[:3], ok, None, cfg)
     with pytest.raises(ValueError, match="no reward functions"):
-        score_completions({}, ["x"], ["y"])
+        score_completions(["x"], ["y"], {})
     assert not (tmp_path / "report.json").exists()  # nothing half-written on failure
 
 
@@ -169,7 +169,7 @@ def test_errors_raised_inside_a_reward_function_name_the_policy():
 
     short = CallableReward(lambda prompts, completions: [1.0] * (len(completions) - 1), name="short")
     with pytest.raises(ValueError, match="while scoring policy 'p1' with reward function 'short'.*returned 2 scores"):
-        score_completions([short], ["a", "b", "c"], ["x", "y", "z"], policy_name="p1")
+        score_completions(["a", "b", "c"], ["x", "y", "z"], [short], context="policy 'p1'")
 
 
 @pytest.mark.slow

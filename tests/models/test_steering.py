@@ -10,7 +10,7 @@ from moalign.models.steering import (
     combine_head_log_probs,
     parse_divergence,
     steered_log_probs,
-    validate_weights,
+    validate_steering_weights,
 )
 
 
@@ -32,11 +32,11 @@ def test_parse_divergence_names_and_aliases():
             parse_divergence(bad)
 
 
-def test_validate_weights_rejects_bad_vectors():
-    assert validate_weights(torch.tensor([0.25, 0.75]), 2) == [0.25, 0.75]
+def test_validate_steering_weights_rejects_bad_vectors():
+    assert validate_steering_weights(torch.tensor([0.25, 0.75]), 2) == [0.25, 0.75]
     for bad in ([0.5], [0.5, -0.1], [0.0, 0.0], [float("nan"), 1.0], [float("inf"), 1.0]):
         with pytest.raises(ValueError):
-            validate_weights(bad, 2)
+            validate_steering_weights(bad, 2)
 
 
 def test_reverse_kl_is_normalised_weighted_geometric_mean():

@@ -14,7 +14,7 @@ from moalign.rewards.base import (
     RewardFunction,
     RewardNormalizer,
     completion_text,
-    prompt_text,
+    last_user_message,
     validate_scores,
 )
 
@@ -119,11 +119,11 @@ def test_chat_helpers():
         {"role": "assistant", "content": "ok"},
         {"role": "user", "content": "second question"},
     ]
-    assert prompt_text(chat) == "second question"
-    assert prompt_text("plain") == "plain"
+    assert last_user_message(chat) == "second question"
+    assert last_user_message("plain") == "plain"
     assert completion_text([{"role": "assistant", "content": "answer"}]) == "answer"
     with pytest.raises(ValueError, match="without a 'user' message"):
-        prompt_text([{"role": "system", "content": "x"}])
+        last_user_message([{"role": "system", "content": "x"}])
     with pytest.raises(TypeError, match="completion"):
         completion_text(42)
     with pytest.raises(TypeError, match="'content' must be a string"):

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 from datasets import Dataset
+from scipy.special import expit
 
 from moalign.rewards.base import CallableReward, RewardNormalizer, completion_text
-from moalign.rewards.labelling import label_pairwise, preferences_from_scores, score_pointwise
+from moalign.rewards.labelling import label_pairwise, pair_preference, preference_matrix, score_pointwise
 from moalign.rewards.offline import ConcisenessReward
 
 
@@ -56,15 +57,29 @@ def test_bradley_terry_probabilities_by_hand():
 
 
 def test_bradley_terry_is_stable_for_large_gaps_and_symmetric():
-    p = preferences_from_scores([[1000.0, 0.0]], [[-1000.0, 3.0]], mode="bradley_terry")
+    p = preference_matrix([[1000.0, 0.0]], [[-1000.0, 3.0]], mode="bradley_terry")
     assert p[0, 0] == 1.0 and p[0, 1] == pytest.approx(sigmoid(-3.0))
     a, b = np.random.default_rng(0).normal(size=(2, 20, 3))
     for mode in ("hard", "bradley_terry"):
-        np.testing.assert_allclose(preferences_from_scores(a, b, mode) + preferences_from_scores(b, a, mode), 1.0)
+        np.testing.assert_allclose(preference_matrix(a, b, mode) + preference_matrix(b, a, mode), 1.0)
     with pytest.raises(ValueError, match="positive"):
-        preferences_from_scores(a, b, "bradley_terry", temperature=0.0)
+        preference_matrix(a, b, "bradley_terry", temperature=0.0)
     with pytest.raises(ValueError, match="one per objective"):
-        preferences_from_scores(a, b, "bradley_terry", temperature=[1.0, 2.0])
+        preference_matrix(a, b, "bradley_terry", temperature=[1.0, 2.0])
+
+
+def test_pair_preference_hard_and_bradley_terry():
+    assert pair_preference([2.0, 1.0, 3.0], [1.0, 1.0, 5.0]) == [1.0, 0.5, 0.0]
+    got = pair_preference([2.0, 0.0], [1.0, 3.0], temperature=0.5)
+    assert got == pytest.approx([expit(2.0), expit(-6.0)], rel=1e-12)
+    got = pair_preference([2.0, 0.0], [1.0, 3.0], temperature=[1.0, 3.0])
+    assert got == pytest.approx([expit(1.0), expit(-1.0)], rel=1e-12)
+    assert pair_preference([1000.0], [-1000.0], temperature=1.0) == [1.0]  # no overflow
+    assert pair_preference([-1000.0], [1000.0], temperature=1.0) == [0.0]
+    with pytest.raises(ValueError, match="temperature"):
+        pair_preference([1.0], [0.0], temperature=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        pair_preference([1.0, 2.0], [0.0, 0.0], temperature=[1.0])
 
 
 def test_normalizer_fitted_on_pooled_scores():

@@ -4,6 +4,9 @@
 - :mod:`moalign.data.io`: :func:`load_multi_objective` (files, folders, in-memory) and save/export.
 - :mod:`moalign.data.convert`: scores <-> pairwise, TRL <-> pairwise, pairwise -> pointwise, conflicting pairs.
 - :mod:`moalign.data.hub`: recipes for Anthropic/hh-rlhf, openai/summarize_from_feedback, PKU-SafeRLHF.
+
+Labels from scores and the scoring of completions are :mod:`moalign.rewards.labelling`'s
+(``pair_preference``, ``score_completions``); ``data`` imports ``rewards``, never the reverse.
 """
 
 from moalign.data.convert import (
@@ -12,7 +15,6 @@ from moalign.data.convert import (
     pairwise_from_trl,
     pairwise_to_pointwise,
     pairwise_to_trl,
-    preference_from_scores,
     scores_to_pairwise,
 )
 from moalign.data.io import from_hf_dataset, from_rows, load_multi_objective
@@ -26,5 +28,5 @@ from moalign.data.schema import (
 __all__ = [
     "ConversionReport", "DatasetValidationError", "MultiObjectiveDataset", "ValidationIssue", "conflicting_pairs",
     "from_hf_dataset", "from_rows", "load_multi_objective", "pairwise_from_trl", "pairwise_to_pointwise", "pairwise_to_trl",
-    "preference_from_scores", "scores_to_pairwise", "validate_columns",
+    "scores_to_pairwise", "validate_columns",
 ]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import datasets
 
 from moalign.data.io import dataset_from_columns
 from moalign.data.schema import MultiObjectiveDataset, is_chat, validation_error
+from moalign.rewards.labelling import pair_preference
 
 logger = logging.getLogger("moalign.data")
 
@@ -78,32 +78,6 @@ def text_key(value: Any) -> str:
     return "c:" + json.dumps(messages, sort_keys=True, ensure_ascii=False)
 
 
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
-
-
-def preference_from_scores(scores_a: Sequence[float], scores_b: Sequence[float],
-                           temperature: float | Sequence[float] | None = None) -> list[float]:
-    """Per-objective probability that a ≻ b from two score vectors.
-
-    ``temperature=None``: hard labels 1 if s_a > s_b, 0 if s_a < s_b, 0.5 on a tie.
-    Otherwise the Bradley-Terry probability σ((s_a − s_b)/T) (mopo-paper.md §2,
-    BT(r)); ``temperature`` is one positive number or one per objective.
-    """
-    if len(scores_a) != len(scores_b):
-        raise ValueError(f"score vectors differ in length: {len(scores_a)} vs {len(scores_b)}")
-    k = len(scores_a)
-    if temperature is None:
-        return [1.0 if a > b else 0.0 if a < b else 0.5 for a, b in zip(scores_a, scores_b, strict=True)]
-    temps = [float(temperature)] * k if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
-    if len(temps) != k or not all(t > 0 and math.isfinite(t) for t in temps):
-        raise ValueError(f"temperature must be a positive number or {k} positive numbers, got {temperature!r}")
-    return [_sigmoid((a - b) / t) for a, b, t in zip(scores_a, scores_b, temps, strict=True)]
-
-
 def _columns(mo: MultiObjectiveDataset) -> dict[str, list[Any]]:
     plain = mo.dataset.with_format(None)
     return plain[:] if len(plain) else {c: [] for c in plain.column_names}
@@ -128,7 +102,7 @@ def scores_to_pairwise(
     Rows are grouped by prompt (text, or chat messages compared as values);
     within a group every unordered pair (i < j, in row order: ``completion_a``
     is the earlier row) becomes one pairwise row with
-    ``preference = preference_from_scores(scores_i, scores_j, temperature)`` and
+    ``preference = pair_preference(scores_i, scores_j, temperature)`` (:mod:`moalign.rewards.labelling`) and
     ``scores_a``/``scores_b`` kept. ``max_pairs_per_prompt`` keeps a seeded
     random subset of each group's pairs (in row order). Prompts with a single
     completion yield no pair (counted in the report). A completion repeated
@@ -182,7 +156,7 @@ def scores_to_pairwise(
             out["completion_b"].append(cols["completion"][j])
             out["scores_a"].append(cols["scores"][i])
             out["scores_b"].append(cols["scores"][j])
-            out["preference"].append(preference_from_scores(cols["scores"][i], cols["scores"][j], temperature))
+            out["preference"].append(pair_preference(cols["scores"][i], cols["scores"][j], temperature))
             if flagged:
                 out["truncated_a"].append(bool(cols["truncated"][i]))
                 out["truncated_b"].append(bool(cols["truncated"][j]))

@@ -35,28 +35,30 @@ unless ``on_invalid="drop"``, which leaves it out and counts it by reason.
   labels ``[better_response_id == 0, safer_response_id == 0]``; the safety
   flags are kept as columns ``safe_a``/``safe_b``.
 
-Reward functions: any callable ``score(prompts, completions) -> list[float]``,
-or an object with such a ``.score`` method (the moalign.rewards interface; not
-imported here). Labels from scores follow
-:func:`~moalign.data.convert.preference_from_scores` (hard, or BT with
-``temperature``). ``scores_a``/``scores_b`` are stored when every objective is
+Reward functions: a mapping ``{objective name: function}``; a function is any
+callable ``score(prompts, completions) -> list[float]``, an object with such a
+``.score`` method, or a :class:`moalign.rewards.RewardFunction`. They are run by
+:func:`moalign.rewards.score_completions` (``batch_size`` pairs per call) and
+labels from scores follow :func:`moalign.rewards.pair_preference` (hard, or BT
+with ``temperature``). ``scores_a``/``scores_b`` are stored when every objective is
 a reward function (with a human objective there is no score for it).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import datasets
+import numpy as np
 from tqdm.auto import tqdm
 
-from moalign.data.convert import ConversionReport, pairwise_from_trl, preference_from_scores
+from moalign.data.convert import ConversionReport, pairwise_from_trl
 from moalign.data.io import dataset_from_columns
 from moalign.data.schema import MultiObjectiveDataset, check_objectives, validation_error
+from moalign.rewards.base import InvalidScoreError
+from moalign.rewards.labelling import pair_preference, score_completions
 
 HH_RLHF = "Anthropic/hh-rlhf"
 SUMMARIZE_FROM_FEEDBACK = "openai/summarize_from_feedback"
@@ -68,7 +70,6 @@ SUMMARY_INSTRUCTION = "Generate a one-sentence summary of this post."
 SUMMARY_PROMPT_TEMPLATE = "### Instruction: " + SUMMARY_INSTRUCTION + " ### Input: {post} ### Response: "
 PKU_OBJECTIVES = ("helpful", "harmless")
 
-RewardFunction = Callable[[list[Any], list[Any]], Sequence[float]]
 OnInvalid = Literal["error", "drop"]
 
 
@@ -197,40 +198,15 @@ def pku_saferlhf_row_to_pair(row: Mapping[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # shared machinery
 # ----------------------------------------------------------------------------------------------
-def _as_callable(reward: Any, name: str) -> Callable[[list[Any], list[Any]], Any]:
-    score = getattr(reward, "score", None)
-    if callable(score):
-        return score
-    if callable(reward):
-        return reward
-    raise TypeError(f"reward function '{name}' is neither callable nor has a .score(prompts, completions) method")
-
-
-def score_completions(prompts: list[Any], completions: list[Any], reward_functions: Mapping[str, Any],
-                      batch_size: int = 64, source: str | None = None, column: str = "completion") -> list[list[float]]:
-    """Scores ``[row][k]`` of each completion under each reward function, called in batches.
-
-    A reward function must return one finite number per completion; anything
-    else is an error naming the function and the row.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n = len(prompts)
-    scores = [[0.0] * len(reward_functions) for _ in range(n)]
-    for k, (name, reward) in enumerate(reward_functions.items()):
-        score = _as_callable(reward, name)
-        for start in tqdm(range(0, n, batch_size), desc=f"scoring {column} with '{name}'", disable=n <= batch_size):
-            stop = min(start + batch_size, n)
-            out = score(prompts[start:stop], completions[start:stop])
-            out = out.tolist() if hasattr(out, "tolist") else list(out)
-            if len(out) != stop - start:
-                raise ValueError(f"reward function '{name}' returned {len(out)} scores for {stop - start} completions")
-            for j, x in enumerate(out):
-                if isinstance(x, bool) or not isinstance(x, numbers.Real) or not math.isfinite(float(x)):
-                    raise validation_error(source, f"reward function '{name}' returned {x!r}; expected a finite "
-                                                   "number", row=start + j, column=column)
-                scores[start + j][k] = float(x)
-    return scores
+def _score_column(prompts: list[Any], completions: list[Any], reward_functions: Mapping[str, Any],
+                  batch_size: int, source: str | None, column: str) -> np.ndarray:
+    """:func:`moalign.rewards.score_completions` on one completion column; a bad score names its row."""
+    try:
+        return score_completions(prompts, completions, reward_functions, batch_size=batch_size,
+                                 show_progress=len(prompts) > batch_size)
+    except InvalidScoreError as err:
+        raise validation_error(source, f"reward function '{err.reward}' returned {err.value!r}; expected a finite "
+                                       "number", row=err.index, column=column) from None
 
 
 def convert_rows(rows: Iterable[Mapping[str, Any]], row_fn: Callable[[Mapping[str, Any]], dict[str, Any]],
@@ -270,12 +246,12 @@ def assemble_pairwise(pairs: Sequence[Mapping[str, Any]], label_keys: Mapping[st
                                      "completion_b": [p["completion_b"] for p in pairs]}
     columns["preference"] = [[p[key] for key in label_keys.values()] for p in pairs]
     if reward_functions:
-        scores_a = score_completions(prompts, columns["completion_a"], reward_functions, batch_size, source,
-                                     "completion_a")
-        scores_b = score_completions(prompts, columns["completion_b"], reward_functions, batch_size, source,
-                                     "completion_b")
+        scores_a = _score_column(prompts, columns["completion_a"], reward_functions, batch_size, source,
+                                 "completion_a").tolist()
+        scores_b = _score_column(prompts, columns["completion_b"], reward_functions, batch_size, source,
+                                 "completion_b").tolist()
         for row, s_a, s_b in zip(columns["preference"], scores_a, scores_b, strict=True):
-            row.extend(preference_from_scores(s_a, s_b, temperature))
+            row.extend(pair_preference(s_a, s_b, temperature))
         if not label_objectives:
             columns["scores_a"], columns["scores_b"] = scores_a, scores_b
     for name in extra_columns:

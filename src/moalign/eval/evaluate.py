@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +33,7 @@ from moalign.eval.generate import GenerationSettings, Prompt, generate_completio
 from moalign.eval.plots import plot_report
 from moalign.eval.policies import Policy, ensure_base_policy, steering_policies, validate_policies_for_model
 from moalign.eval.report import summarize_scores, write_report
-from moalign.rewards.base import validate_scores
-
-RewardFns = Sequence[Any] | Mapping[str, Callable[[list, list], Sequence[float]]]
+from moalign.rewards.labelling import RewardFns, objective_names, score_completions
 
 
 @dataclass
@@ -86,47 +84,6 @@ class EvalResult:
 
     def completions_of(self, name: str) -> list[str]:
         return self.completions[self.policies.index(self.policy(name))]
-
-
-def _named_reward_fns(reward_fns: RewardFns) -> list[tuple[str, Callable]]:
-    if isinstance(reward_fns, Mapping):
-        named = [(str(k), v) for k, v in reward_fns.items()]
-    else:
-        named = []
-        for i, fn in enumerate(reward_fns):
-            name = getattr(fn, "name", None)
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"reward function {i} ({fn!r}) has no .name; pass a mapping {{name: fn}} instead")
-            named.append((name, fn))
-    if not named:
-        raise ValueError("no reward functions given: at least one objective is needed")
-    names = [n for n, _ in named]
-    if len(set(names)) != len(names):
-        raise ValueError(f"reward function names must be unique, got {names}")
-    for n, fn in named:
-        if not callable(fn):
-            raise TypeError(f"reward function '{n}' is not callable")
-    return named
-
-
-def score_completions(reward_fns: RewardFns, prompts: Sequence[Prompt], completions: Sequence[str], policy_name: str = "?") -> np.ndarray:
-    """Scores ``(n_prompts, K)``: column k is reward function k on (prompt i, completion i).
-
-    Raises when a reward function returns the wrong number of scores, a
-    non-numeric or a non-finite score (``moalign.rewards.validate_scores``;
-    the message names the policy, the function and the row). Nothing is coerced.
-    """
-    named = _named_reward_fns(reward_fns)
-    n = len(prompts)
-    if len(completions) != n:
-        raise ValueError(f"policy '{policy_name}': {len(completions)} completions for {n} prompts")
-    out = np.empty((n, len(named)))
-    for k, (name, fn) in enumerate(named):
-        try:
-            out[:, k] = validate_scores(fn(list(prompts), list(completions)), n, name)
-        except (ValueError, TypeError) as exc:
-            raise type(exc)(f"while scoring policy '{policy_name}' with reward function '{name}': {exc}") from exc
-    return out
 
 
 def _model_num_heads(model: Any) -> int | None:
@@ -204,8 +161,7 @@ def evaluate_policies(
     """
     config = config or EvalConfig()
     prompts = validate_prompts(prompts)
-    named = _named_reward_fns(reward_fns)
-    objectives = [n for n, _ in named]
+    objectives = objective_names(reward_fns)
     policies = ensure_base_policy(policies if policies is not None else default_policies(model, config.steering_steps))
     validate_policies_for_model(policies, _model_num_heads(model))
     if reference_model is None and not (hasattr(model, "reference_context") or hasattr(model, "disable_adapter")):
@@ -228,7 +184,7 @@ def evaluate_policies(
     for p, policy in enumerate(tqdm(policies, desc="policies", disable=not config.progress)):
         texts = generate_completions(model, tokenizer, prompts, policy, settings, reference_model=reference_model)
         completions.append(texts)
-        scores[p] = score_completions(reward_fns, prompts, texts, policy.name)
+        scores[p] = score_completions(prompts, texts, reward_fns, context=f"policy '{policy.name}'")
     model_info = {"class": type(model).__name__, "head_names": list(getattr(model, "head_names", None) or []) or None,
                   "reference_model": type(reference_model).__name__ if reference_model is not None else None}
     return _summarize_and_write(objectives, policies, prompts, completions, scores, labels, num_clusters, config, model_info)
@@ -313,9 +269,10 @@ def rescore_generations(source: str | Path | EvalResult, reward_fns: RewardFns, 
     """
     config = config or EvalConfig()
     saved = source if isinstance(source, EvalResult) else load_generations(source)
-    objectives = [n for n, _ in _named_reward_fns(reward_fns)]
+    objectives = objective_names(reward_fns)
     if not any(p.kind == "base" for p in saved.policies):
         raise ValueError("the saved generations have no base policy; they cannot be reported against the base model")
-    scores = np.stack([score_completions(reward_fns, saved.prompts, texts, pol.name) for pol, texts in zip(saved.policies, saved.completions)])
+    scores = np.stack([score_completions(saved.prompts, texts, reward_fns, context=f"policy '{pol.name}'")
+                       for pol, texts in zip(saved.policies, saved.completions)])
     num_clusters = int(saved.cluster_labels.max()) + 1
     return _summarize_and_write(objectives, saved.policies, saved.prompts, saved.completions, scores, saved.cluster_labels, num_clusters, config)

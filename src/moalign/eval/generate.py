@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from moalign.data.prompts import has_chat_template, render_prompt
 from moalign.eval.policies import Policy
 
 Prompt = str | list[dict[str, Any]]
@@ -70,32 +71,22 @@ def validate_prompts(prompts: Sequence[Prompt]) -> list[Prompt]:
     return prompts
 
 
-def prompt_text(prompt: Prompt) -> str:
-    """Plain text of a prompt (message contents joined by newlines), e.g. for embedding or reports."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n".join(str(m["content"]) for m in prompt)
-
-
 def render_prompts(tokenizer: Any, prompts: Sequence[Prompt], use_chat_template: bool = True) -> tuple[list[str], bool]:
     """Render prompts to model input strings; returns ``(texts, templated)``.
 
-    ``templated`` says whether the chat template was applied (its output already
-    contains any special tokens, so the caller must not add them again).
+    The chat template is used when the tokenizer has one and ``use_chat_template``; otherwise plain
+    prompts are used as they are and chat prompts are an error. Each prompt is rendered by
+    :func:`moalign.data.prompts.render_prompt` (as in training). ``templated`` says whether the chat
+    template was applied (its output already contains any special tokens, so the caller must not add
+    them again).
     """
-    has_template = bool(getattr(tokenizer, "chat_template", None))
-    if any(isinstance(p, list) for p in prompts) and not (has_template and use_chat_template):
+    templated = has_chat_template(tokenizer) and use_chat_template
+    if any(isinstance(p, list) for p in prompts) and not templated:
         raise ValueError(
             "chat message prompts need a tokenizer with a chat template and use_chat_template=True "
-            f"(tokenizer has a chat template: {has_template}, use_chat_template={use_chat_template})"
+            f"(tokenizer has a chat template: {has_chat_template(tokenizer)}, use_chat_template={use_chat_template})"
         )
-    if not (has_template and use_chat_template):
-        return [p for p in prompts], False
-    texts = []
-    for p in prompts:
-        messages = [{"role": "user", "content": p}] if isinstance(p, str) else p
-        texts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-    return texts, True
+    return [render_prompt(tokenizer, p, templated) for p in prompts], templated
 
 
 def _head_context(model: Any, policy: Policy) -> contextlib.AbstractContextManager:

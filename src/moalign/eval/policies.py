@@ -23,39 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from moalign.models.steering import validate_steering_weights
+
 POLICY_KINDS = ("base", "head", "steer", "model")
 """``base``: the untrained reference model; ``head``: one head ``k``; ``steer``: heads
 combined with simplex weights ``w``; ``model``: the model as it is (its default head)."""
 
 BASE_POLICY_NAME = "base"
-WEIGHT_SUM_TOLERANCE = 1e-6
-
-
-def validate_steering_weights(weights: Sequence[float], num_heads: int | None = None) -> tuple[float, ...]:
-    """Check that ``weights`` lie on the probability simplex and return them as a tuple.
-
-    Steering combines the heads' log-probabilities with weights ``w`` (paper
-    App. A.6, reverse KL: ``sum_k w_k log p_k``); ``w`` must be finite,
-    non-negative, sum to 1 (within 1e-6) and have one entry per head. Nothing is
-    renormalised or clipped: bad weights are an error.
-    """
-    try:
-        arr = np.asarray(weights, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"steering weights must be a sequence of numbers, got {weights!r}") from exc
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"steering weights must be a non-empty 1-D sequence, got shape {arr.shape}")
-    if num_heads is not None and arr.size != num_heads:
-        raise ValueError(f"steering weights {arr.tolist()} have {arr.size} entries but the model has {num_heads} heads")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"steering weights {arr.tolist()} contain a non-finite value")
-    if np.any(arr < 0):
-        bad = int(np.argmin(arr))
-        raise ValueError(f"steering weights {arr.tolist()} have a negative entry at position {bad}; they must be >= 0")
-    total = float(arr.sum())
-    if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
-        raise ValueError(f"steering weights {arr.tolist()} sum to {total!r}; they must sum to 1 (tolerance 1e-6)")
-    return tuple(float(x) for x in arr)
 
 
 def _format_weights(weights: Sequence[float]) -> str:
@@ -90,7 +64,7 @@ class Policy:
         if self.kind == "steer":
             if self.weights is None:
                 raise ValueError(f"policy '{self.name}' of kind 'steer' needs steering weights")
-            object.__setattr__(self, "weights", validate_steering_weights(self.weights))
+            object.__setattr__(self, "weights", tuple(validate_steering_weights(self.weights)))
             if not isinstance(self.divergence, str) or not self.divergence:
                 raise ValueError(f"policy '{self.name}' of kind 'steer' needs a divergence name, got {self.divergence!r}")
         else:
@@ -113,7 +87,7 @@ class Policy:
     @classmethod
     def steered(cls, weights: Sequence[float], divergence: str = "reverse_kl", name: str | None = None) -> Policy:
         """Heads combined with simplex weights ``weights`` (``model.steer(weights, divergence)``)."""
-        w = validate_steering_weights(weights)
+        w = tuple(validate_steering_weights(weights))
         return cls(name=name or _format_weights(w), kind="steer", weights=w, divergence=divergence)
 
     @classmethod

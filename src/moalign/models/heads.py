@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from moalign.models.steering import Divergence, parse_divergence, steered_log_probs, validate_weights
+from moalign.models.steering import Divergence, parse_divergence, steered_log_probs, validate_steering_weights
 
 __all__ = ["HEAD_TYPES", "SOURCES", "PolicyHead", "FullHead", "LowRankHead", "MultiHeadOutput"]
 
@@ -217,7 +217,8 @@ class MultiHeadOutput(nn.Module):
         if weights is None:
             self.steering = None
             return
-        self.steering = (validate_weights(weights, self.num_heads), parse_divergence(divergence))
+        self.steering = (validate_steering_weights(weights, self.num_heads, on_simplex=False),
+                         parse_divergence(divergence))
 
     def set_source(self, source: str) -> None:
         if source not in SOURCES:

@@ -43,7 +43,7 @@ import torch
 __all__ = [
     "Divergence",
     "parse_divergence",
-    "validate_weights",
+    "validate_steering_weights",
     "combine_head_log_probs",
     "steered_log_probs",
 ]
@@ -99,24 +99,52 @@ def parse_divergence(divergence: str | Divergence) -> Divergence:
     )
 
 
-def validate_weights(weights: Sequence[float] | torch.Tensor, num_heads: int) -> list[float]:
-    """Check a steering weight vector: ``num_heads`` finite, non-negative numbers, one of them > 0."""
+WEIGHT_SUM_TOLERANCE = 1e-6
+
+
+def validate_steering_weights(
+    weights: Sequence[float] | torch.Tensor, num_heads: int | None = None, on_simplex: bool = True
+) -> list[float]:
+    """Check a steering weight vector and return it as a list of floats; bad weights are an error.
+
+    Always: a non-empty 1-D vector of finite, non-negative numbers, one of them > 0, with
+    ``num_heads`` entries (one per head) when ``num_heads`` is given. With ``on_simplex`` (the
+    default) the weights must also sum to 1 (within ``WEIGHT_SUM_TOLERANCE``), as evaluation
+    policies do; the steering computation itself passes ``on_simplex=False`` because it accepts any
+    scale (for reverse KL a sum other than 1 acts as an inverse temperature; see the module doc).
+    Nothing is renormalised or clipped.
+    """
     if isinstance(weights, torch.Tensor):
         if weights.dim() != 1:
             raise ValueError(f"steering weights must be a 1-D vector, got shape {tuple(weights.shape)}")
         values = [float(v) for v in weights.detach().cpu().tolist()]
     else:
+        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__iter__"):
+            raise ValueError(f"steering weights must be a sequence of numbers, got {weights!r}")
         try:
             values = [float(v) for v in weights]
         except (TypeError, ValueError) as error:
             raise ValueError(f"steering weights must be a sequence of numbers, got {weights!r}") from error
-    if len(values) != num_heads:
-        raise ValueError(f"expected {num_heads} steering weights (one per head), got {len(values)}: {values}")
-    for index, value in enumerate(values):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"steering weight {index} is {value}; weights must be finite and >= 0: {values}")
-    if not any(value > 0 for value in values):
+    if not values:
+        raise ValueError("steering weights must be a non-empty 1-D sequence, got no weights")
+    if num_heads is not None and len(values) != num_heads:
+        raise ValueError(
+            f"steering weights {values} have {len(values)} entries but the model has {num_heads} heads "
+            "(one weight per head)"
+        )
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"steering weights {values} contain a non-finite value")
+    if any(v < 0 for v in values):
+        bad = min(range(len(values)), key=values.__getitem__)
+        raise ValueError(f"steering weights {values} have a negative entry at position {bad}; they must be >= 0")
+    if not any(v > 0 for v in values):
         raise ValueError(f"at least one steering weight must be > 0, got {values}")
+    if on_simplex:
+        total = math.fsum(values)
+        if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
+            raise ValueError(
+                f"steering weights {values} sum to {total!r}; they must sum to 1 (tolerance {WEIGHT_SUM_TOLERANCE})"
+            )
     return values
 
 
@@ -143,7 +171,7 @@ def combine_head_log_probs(
     """
     parsed = parse_divergence(divergence)
     heads = list(log_probs.unbind(0)) if isinstance(log_probs, torch.Tensor) else list(log_probs)
-    values = validate_weights(weights, len(heads))
+    values = validate_steering_weights(weights, len(heads), on_simplex=False)
     used = [(w, lp) for w, lp in zip(values, heads) if w > 0]
     if parsed.kind == "reverse_kl":
         combined = used[0][0] * used[0][1]
@@ -166,7 +194,7 @@ def steered_log_probs(
     result normalised again.  Heads with zero weight are never evaluated.
     """
     heads = list(head_logits.unbind(0)) if isinstance(head_logits, torch.Tensor) else list(head_logits)
-    values = validate_weights(weights, len(heads))
+    values = validate_steering_weights(weights, len(heads), on_simplex=False)
     log_probs = [
         torch.log_softmax(_at_least_float32(logits), dim=-1) if w > 0 else None for w, logits in zip(values, heads)
     ]

@@ -10,17 +10,22 @@ and wrapped Python callables (:class:`CallableReward`) -- plus per-objective nor
 
 from moalign.rewards.base import (
     CallableReward,
+    InvalidScoreError,
+    NonNumericScoreError,
     RewardFunction,
     RewardNormalizer,
     completion_text,
     is_conversational,
-    prompt_text,
+    joined_prompt_text,
+    last_user_message,
     validate_scores,
 )
 from moalign.rewards.labelling import (
+    RewardFns,
     label_pairwise,
     objective_names,
-    preferences_from_scores,
+    pair_preference,
+    preference_matrix,
     score_completions,
     score_pointwise,
 )
@@ -52,8 +57,10 @@ def __getattr__(name: str):
 
 __all__ = [
     "INPUT_FORMATS", "KNOWN_REWARD_MODELS", "CallableReward", "CleanlinessReward", "ConcisenessReward",
-    "HFRewardModel", "PositivityReward", "RelevanceReward", "RewardFunction", "RewardModelSpec", "RewardNormalizer",
-    "SimplicityReward", "completion_text", "find_minilm_path", "format_reward_input", "hh_query", "is_conversational",
-    "label_pairwise", "load_minilm", "objective_names", "offline_reward_functions", "preferences_from_scores",
-    "prompt_text", "ric_summary_post", "score_completions", "score_pointwise", "validate_scores",
+    "HFRewardModel", "InvalidScoreError", "NonNumericScoreError", "PositivityReward", "RelevanceReward",
+    "RewardFns", "RewardFunction", "RewardModelSpec", "RewardNormalizer", "SimplicityReward", "completion_text",
+    "find_minilm_path", "format_reward_input", "hh_query", "is_conversational", "joined_prompt_text",
+    "label_pairwise", "last_user_message", "load_minilm", "objective_names", "offline_reward_functions",
+    "pair_preference", "preference_matrix", "ric_summary_post", "score_completions", "score_pointwise",
+    "validate_scores",
 ]

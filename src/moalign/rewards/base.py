@@ -41,9 +41,12 @@ __all__ = [
     "RewardFunction",
     "RewardNormalizer",
     "TextOrChat",
+    "InvalidScoreError",
+    "NonNumericScoreError",
     "completion_text",
     "is_conversational",
-    "prompt_text",
+    "joined_prompt_text",
+    "last_user_message",
     "validate_scores",
 ]
 
@@ -75,12 +78,14 @@ def _check_messages(item: Any, what: str) -> Conversation:
     return item
 
 
-def prompt_text(prompt: TextOrChat, what: str = "prompt") -> str:
-    """The text of a prompt: the string itself, or for a chat the content of its *last user* message.
+def last_user_message(prompt: TextOrChat, what: str = "prompt") -> str:
+    """The question a prompt asks: the string itself, or for a chat the content of its *last user* message.
 
     The last user message is the question being answered; system messages (e.g. MO-ODPO's weight
-    instructions) and earlier turns are deliberately not part of it. Use a chat-aware input format
-    (``HFRewardModel(input_format="chat_template" or "hh")``) when the whole conversation matters.
+    instructions) and earlier turns are deliberately not part of it. Reward functions that compare a
+    completion with the question use this. Use a chat-aware input format
+    (``HFRewardModel(input_format="chat_template" or "hh")``) when the whole conversation matters, and
+    :func:`joined_prompt_text` for all of a prompt's text.
     """
     if isinstance(prompt, str):
         return prompt
@@ -91,15 +96,28 @@ def prompt_text(prompt: TextOrChat, what: str = "prompt") -> str:
     return user[-1]
 
 
+def _joined_contents(item: TextOrChat, what: str) -> str:
+    """The string itself, or the contents of all chat messages joined by newlines (roles dropped)."""
+    if isinstance(item, str):
+        return item
+    return "\n".join(m["content"] for m in _check_messages(item, what))
+
+
+def joined_prompt_text(prompt: TextOrChat, what: str = "prompt") -> str:
+    """All of a prompt's text: the string itself, or every message's content (system, user, assistant) joined by newlines.
+
+    For uses that need the whole conversation as one plain text, e.g. embedding prompts to cluster them;
+    :func:`last_user_message` is the question alone.
+    """
+    return _joined_contents(prompt, what)
+
+
 def completion_text(completion: TextOrChat, what: str = "completion") -> str:
     """The text of a completion: the string itself, or the contents of a chat completion joined by newlines.
 
     TRL represents a conversational completion as ``[{"role": "assistant", "content": "..."}]``.
     """
-    if isinstance(completion, str):
-        return completion
-    messages = _check_messages(completion, what)
-    return "\n".join(m["content"] for m in messages)
+    return _joined_contents(completion, what)
 
 
 # --------------------------------------------------------------------------- validation
@@ -117,10 +135,47 @@ def _as_float(value: Any) -> float | None:
     return None
 
 
+class InvalidScoreError(ValueError):
+    """A reward function returned a score that is not a finite number.
+
+    ``reward`` (the function's name), ``index`` (the position in its output) and ``value`` (the bad
+    score) are kept as attributes, so that callers can report the problem in their own terms (the data
+    recipes name the dataset row and column) without parsing the message.
+    """
+
+    problem = "non-finite"
+
+    def __init__(self, reward: str, index: int, value: Any) -> None:
+        self.reward, self.index, self.value = reward, index, value
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (f"reward function '{self.reward}' returned a non-finite score at index {self.index}: {self.value}; "
+                "expected a finite float")
+
+    def shifted(self, offset: int) -> InvalidScoreError:
+        """The same error with ``index`` moved by ``offset`` (a batch's position in the whole list)."""
+        return type(self)(self.reward, self.index + offset, self.value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.reward, self.index, self.value)
+
+
+class NonNumericScoreError(InvalidScoreError, TypeError):
+    """A reward function returned a score that is not a number at all (a string, ``None``, ...)."""
+
+    problem = "non-numeric"
+
+    def _message(self) -> str:
+        return (f"reward function '{self.reward}' returned a non-numeric score at index {self.index}: "
+                f"{self.value!r} ({type(self.value).__name__}); expected a finite float")
+
+
 def validate_scores(scores: Any, expected_length: int, name: str) -> list[float]:
     """Check a reward function's output: a sequence of ``expected_length`` finite real numbers.
 
-    Raises ``ValueError``/``TypeError`` naming the reward function and the first bad index.
+    Raises ``ValueError``/``TypeError`` naming the reward function; a bad score raises
+    :class:`InvalidScoreError` / :class:`NonNumericScoreError` with its index and value.
     Returns the scores as a list of Python floats (a numeric conversion, not a coercion of bad values).
     """
     if isinstance(scores, (str, bytes, Mapping)) or not hasattr(scores, "__len__"):
@@ -133,22 +188,16 @@ def validate_scores(scores: Any, expected_length: int, name: str) -> list[float]
         )
     if len(scores) != expected_length:
         raise ValueError(
-            f"reward function '{name}' returned {len(scores)} scores for {expected_length} "
-            "(prompt, completion) pairs; expected exactly one score per pair"
+            f"reward function '{name}' returned {len(scores)} scores for {expected_length} completions; "
+            "expected exactly one score per (prompt, completion) pair"
         )
     out: list[float] = []
     for i, value in enumerate(scores):
         as_float = _as_float(value)
         if as_float is None:
-            raise TypeError(
-                f"reward function '{name}' returned a non-numeric score at index {i}: "
-                f"{value!r} ({type(value).__name__}); expected a finite float"
-            )
+            raise NonNumericScoreError(name, i, value)
         if not math.isfinite(as_float):
-            raise ValueError(
-                f"reward function '{name}' returned a non-finite score at index {i}: {as_float}; "
-                "expected a finite float"
-            )
+            raise InvalidScoreError(name, i, as_float)
         out.append(as_float)
     return out
 

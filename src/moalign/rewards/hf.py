@@ -38,7 +38,7 @@ from moalign.rewards.base import (
     TextOrChat,
     completion_text,
     is_conversational,
-    prompt_text,
+    last_user_message,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ __all__ = [
 HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
 
 INPUT_FORMATS: dict[str, str] = {
-    "plain": "prompt_text + completion_text as one string (TRL GRPOTrainer's `p + c`; nothing inserted)",
-    "pair": "tokenizer(text=prompt_text, text_pair=completion_text) (e.g. OpenAssistant reward models)",
+    "plain": "last_user_message + completion_text as one string (TRL GRPOTrainer's `p + c`; nothing inserted)",
+    "pair": "tokenizer(text=last_user_message, text_pair=completion_text) (e.g. OpenAssistant reward models)",
     "hh": "Anthropic HH dialogue as a text pair: ('\\n\\nHuman: {prompt} \\n\\nAssistant:', '{completion}') "
     "(Ray2333 gpt2-large-*-reward_model cards: rm_tokenizer(q, a))",
     "hh_text": "Anthropic HH dialogue as one string: '\\n\\nHuman: {prompt} \\n\\nAssistant: {completion}'",
@@ -121,7 +121,7 @@ def ric_summary_post(prompt: TextOrChat) -> str:
 
     Pass as ``post_fn`` when prompts use that template; by default the whole prompt is the post.
     """
-    text = prompt_text(prompt)
+    text = last_user_message(prompt)
     if "### Input:" not in text:
         raise ValueError(f"prompt has no '### Input:' section (RiC summary template): {text[:80]!r}")
     post = text.split("### Input:", 1)[1]
@@ -155,9 +155,9 @@ def format_reward_input(
             raise ValueError(
                 "input_format='plain' got a chat prompt; use 'chat_template' (or 'hh') for conversational data"
             )
-        return prompt_text(prompt) + completion_text(completion)
+        return last_user_message(prompt) + completion_text(completion)
     if input_format == "pair":
-        return prompt_text(prompt), completion_text(completion)
+        return last_user_message(prompt), completion_text(completion)
     if input_format == "hh":
         return hh_query(prompt), completion_text(completion).strip()
     if input_format == "hh_text":
@@ -165,7 +165,7 @@ def format_reward_input(
     if input_format == "completion_only":
         return completion_text(completion).strip()
     if input_format in ("summary_bos", "summary_post_pair"):
-        post = post_fn(prompt) if post_fn is not None else prompt_text(prompt)
+        post = post_fn(prompt) if post_fn is not None else last_user_message(prompt)
         summary = completion_text(completion).strip()
         if input_format == "summary_post_pair":
             return summary, post

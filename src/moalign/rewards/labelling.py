@@ -25,13 +25,19 @@ unless ``overwrite=True``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from moalign.rewards.base import RewardFunction, RewardNormalizer, TextOrChat
+from moalign.rewards.base import (
+    InvalidScoreError,
+    RewardFunction,
+    RewardNormalizer,
+    TextOrChat,
+    validate_scores,
+)
 
 try:  # datasets is a dependency, but keep list[dict] usable without it
     from datasets import Dataset
@@ -39,45 +45,126 @@ except ImportError:  # pragma: no cover
     Dataset = None  # type: ignore[assignment,misc]
 
 Rows = Union[Sequence[Mapping[str, Any]], "Dataset"]
+RewardFns = Union[Sequence[Any], Mapping[str, Any]]
+"""K reward functions: a sequence of objects with a ``name`` (e.g. :class:`RewardFunction`), or a
+mapping ``{name: function}``. A function is called as ``fn(prompts, completions)``, or through its
+``.score(prompts, completions)`` method when it has one and is not a :class:`RewardFunction`."""
 
-__all__ = ["label_pairwise", "objective_names", "preferences_from_scores", "score_completions", "score_pointwise"]
+__all__ = [
+    "RewardFns", "label_pairwise", "objective_names", "pair_preference", "preference_matrix", "score_completions",
+    "score_pointwise",
+]
 
 LABEL_COLUMNS = ("preference", "scores_a", "scores_b")
 MODES = ("hard", "bradley_terry")
 
 
-def objective_names(reward_fns: Sequence[RewardFunction]) -> list[str]:
-    """The objective names of a labelled dataset: the reward functions' names, in order (must be unique)."""
-    names = [fn.name for fn in reward_fns]
+def _scorer(fn: Any, name: str) -> Callable[[list, list], Any]:
+    """What to call to score with ``fn``: a RewardFunction itself (it validates), else ``.score``, else ``fn``."""
+    if isinstance(fn, RewardFunction):
+        return fn
+    score = getattr(fn, "score", None)
+    if callable(score):
+        return score
+    if callable(fn):
+        return fn
+    raise TypeError(f"reward function '{name}' is neither callable nor has a .score(prompts, completions) method")
+
+
+def _named_scorers(reward_fns: RewardFns) -> list[tuple[str, Callable[[list, list], Any]]]:
+    """``(name, callable)`` per objective, in order; names must be unique and at least one is needed."""
+    if isinstance(reward_fns, Mapping):
+        named = [(str(name), _scorer(fn, str(name))) for name, fn in reward_fns.items()]
+    else:
+        named = []
+        for i, fn in enumerate(reward_fns):
+            name = getattr(fn, "name", None)
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"reward function {i} ({fn!r}) has no .name; pass a mapping {{name: fn}} instead")
+            named.append((name, _scorer(fn, name)))
+    if not named:
+        raise ValueError("no reward functions given: at least one objective is needed")
+    names = [n for n, _ in named]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"reward functions must have unique names; duplicated: {duplicates}")
-    return names
+    return named
+
+
+def objective_names(reward_fns: RewardFns) -> list[str]:
+    """The objective names of K reward functions, in order (their ``name`` s or mapping keys; must be unique)."""
+    return [name for name, _ in _named_scorers(reward_fns)]
+
+
+def _in_context(exc: Exception, context: str, name: str) -> Exception:
+    """A ValueError/TypeError (as ``exc``) saying "while scoring <context> with reward function '<name>': <exc>"."""
+    kind = TypeError if isinstance(exc, TypeError) else ValueError
+    return kind(f"while scoring {context} with reward function '{name}': {exc}")
 
 
 def score_completions(
     prompts: Sequence[TextOrChat],
     completions: Sequence[TextOrChat],
-    reward_fns: Sequence[RewardFunction],
+    reward_fns: RewardFns,
+    *,
+    batch_size: int | None = None,
     show_progress: bool = False,
+    context: str | None = None,
 ) -> np.ndarray:
-    """Scores of each (prompt, completion) under each reward function: array of shape ``(n, K)``."""
-    if not reward_fns:
-        raise ValueError("need at least one reward function")
-    objective_names(reward_fns)
-    columns = []
-    for fn in tqdm(reward_fns, desc="reward functions", disable=not show_progress):
-        columns.append(fn(list(prompts), list(completions)))  # validated by RewardFunction.__call__
-    return np.asarray(columns, dtype=float).T.reshape(len(prompts), len(reward_fns))
+    """Scores of each (prompt, completion) under each reward function: array of shape ``(n, K)``.
+
+    The one scoring loop of moalign (labelling, the data recipes and evaluation all use it). Column k
+    is reward function k. Each function is called on ``batch_size`` pairs at a time (all at once when
+    ``None``), and every output is checked by :func:`~moalign.rewards.base.validate_scores`: a wrong
+    count, a non-numeric or a non-finite score is an error naming the function; a bad score raises
+    :class:`~moalign.rewards.base.InvalidScoreError` whose ``index`` is the row in ``prompts``. With
+    ``context`` (e.g. ``"policy 'base'"``) every error raised while scoring starts with
+    "while scoring <context> with reward function '<name>'". Nothing is coerced.
+    """
+    named = _named_scorers(reward_fns)
+    prompts, completions = list(prompts), list(completions)
+    n = len(prompts)
+    if len(completions) != n:
+        message = f"{len(completions)} completions for {n} prompts; they must pair up one to one"
+        raise ValueError(f"while scoring {context}: {message}" if context else message)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+    step = batch_size or max(n, 1)
+    out = np.empty((n, len(named)), dtype=float)
+    with tqdm(total=len(named) * len(range(0, n, step)), desc="scoring", disable=not show_progress) as bar:
+        for k, (name, score) in enumerate(named):
+            for start in range(0, n, step):
+                stop = min(start + step, n)
+                try:
+                    out[start:stop, k] = validate_scores(score(prompts[start:stop], completions[start:stop]),
+                                                         stop - start, name)
+                except (ValueError, TypeError) as exc:
+                    error = exc.shifted(start) if isinstance(exc, InvalidScoreError) and start else exc
+                    if context is not None:
+                        raise _in_context(error, context, name) from exc
+                    if error is exc:
+                        raise
+                    raise error from None
+                bar.update(1)
+    return out
 
 
-def preferences_from_scores(
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function without overflow and without cancellation for large negative ``z``."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def preference_matrix(
     scores_a: Any,
     scores_b: Any,
     mode: str = "hard",
     temperature: float | Sequence[float] = 1.0,
 ) -> np.ndarray:
-    """Per-objective preference that a beats b, from score arrays of shape ``(n, K)``; see the module doc."""
+    """Preferences of n pairs on K objectives, from score arrays of shape ``(n, K)``; see the module doc.
+
+    The one implementation of labels from scores (:func:`pair_preference` is the one-pair view of it).
+    """
     a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"scores_a and scores_b must both have shape (n, K); got {a.shape} and {b.shape}")
@@ -92,8 +179,22 @@ def preferences_from_scores(
         )
     if not np.all(np.isfinite(temp)) or not np.all(temp > 0):
         raise ValueError(f"temperature must be positive and finite, got {temperature!r}")
-    z = (a - b) / temp
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # = sigmoid(z), without overflow for large |z|
+    return _sigmoid((a - b) / temp)
+
+
+def pair_preference(scores_a: Sequence[float], scores_b: Sequence[float],
+                    temperature: float | Sequence[float] | None = None) -> list[float]:
+    """Per-objective probability that a ≻ b for one pair, from its two score vectors (K floats each).
+
+    ``temperature=None``: hard labels 1 if s_a > s_b, 0 if s_a < s_b, 0.5 on a tie. Otherwise the
+    Bradley-Terry probability σ((s_a − s_b)/T) (MOPO paper §2, BT(r)); ``temperature`` is one
+    positive number or one per objective. Computed by :func:`preference_matrix` on a one-row batch.
+    """
+    if len(scores_a) != len(scores_b):
+        raise ValueError(f"score vectors differ in length: {len(scores_a)} vs {len(scores_b)}")
+    mode = "hard" if temperature is None else "bradley_terry"
+    temp = 1.0 if temperature is None else temperature
+    return preference_matrix([list(scores_a)], [list(scores_b)], mode, temp)[0].tolist()
 
 
 def _check_rows(rows: Sequence[Mapping[str, Any]], required: Sequence[str], overwrite: bool) -> None:
@@ -145,7 +246,7 @@ def _attach(data: Rows, is_dataset: bool, new_columns: dict[str, list]) -> Rows:
 
 def label_pairwise(
     data: Rows,
-    reward_fns: Sequence[RewardFunction],
+    reward_fns: RewardFns,
     mode: str = "hard",
     temperature: float | Sequence[float] = 1.0,
     normalizer: RewardNormalizer | None = None,
@@ -158,14 +259,15 @@ def label_pairwise(
     Args:
         data: rows with ``prompt``, ``completion_a``, ``completion_b`` (text or chat), as a list of
             dicts or a ``datasets.Dataset``; the same kind is returned, other columns kept.
-        reward_fns: the K reward functions; objective k is ``reward_fns[k].name``.
+        reward_fns: the K reward functions (see :data:`RewardFns`); objective k is ``reward_fns[k].name``
+            (or the k-th key of a mapping).
         mode: ``"hard"`` (1/0, ties 0.5) or ``"bradley_terry"`` (sigmoid of the score gap / temperature).
         temperature: Bradley-Terry temperature, one float or one per objective (ignored in hard mode).
         normalizer: optional :class:`RewardNormalizer` applied to the scores before labelling.
         fit_normalizer: fit ``normalizer`` on the pooled a- and b-scores of ``data`` first. Without it
             the normaliser must already be fitted (e.g. loaded from a run).
         overwrite: replace existing label columns instead of raising.
-        show_progress: tqdm bar over reward functions.
+        show_progress: tqdm bar over the scoring calls.
     """
     names = objective_names(reward_fns)
     if mode not in MODES:
@@ -179,7 +281,8 @@ def label_pairwise(
 
     # One call per reward function on the 2n (prompt, completion) pairs: a's then b's.
     both = score_completions(
-        columns["prompt"] * 2, columns["completion_a"] + columns["completion_b"], reward_fns, show_progress
+        columns["prompt"] * 2, columns["completion_a"] + columns["completion_b"], reward_fns,
+        show_progress=show_progress,
     )
     if normalizer is not None:
         if normalizer.objectives is None:
@@ -190,7 +293,7 @@ def label_pairwise(
             normalizer.fit(both)
         both = normalizer.transform(both)
     scores_a, scores_b = both[:n], both[n:]
-    preference = preferences_from_scores(scores_a, scores_b, mode, temperature)
+    preference = preference_matrix(scores_a, scores_b, mode, temperature)
     return _attach(
         data,
         is_dataset,
@@ -200,7 +303,7 @@ def label_pairwise(
 
 def score_pointwise(
     data: Rows,
-    reward_fns: Sequence[RewardFunction],
+    reward_fns: RewardFns,
     normalizer: RewardNormalizer | None = None,
     overwrite: bool = False,
     show_progress: bool = False,
@@ -212,7 +315,7 @@ def score_pointwise(
     if "scores" in existing and not overwrite:
         raise ValueError("data already has a 'scores' column; pass overwrite=True to replace it")
     columns, is_dataset = _columns(data, ("prompt", "completion"), overwrite=True)
-    scores = score_completions(columns["prompt"], columns["completion"], reward_fns, show_progress)
+    scores = score_completions(columns["prompt"], columns["completion"], reward_fns, show_progress=show_progress)
     if normalizer is not None:
         if normalizer.objectives is not None and list(normalizer.objectives) != names:
             raise ValueError(f"normalizer objectives {normalizer.objectives} differ from the reward functions {names}")

@@ -21,7 +21,7 @@ are longer and use longer words; conciseness and simplicity agree (rho = +0.37);
 is nearly independent of the others (|rho| <= 0.22, not significant). Real LLM samples may differ.
 
 Chat completions are scored on their text (:func:`moalign.rewards.base.completion_text`),
-chat prompts on their last user message (:func:`moalign.rewards.base.prompt_text`).
+chat prompts on their last user message (:func:`moalign.rewards.base.last_user_message`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from moalign.rewards.base import RewardFunction, TextOrChat, completion_text, prompt_text
+from moalign.rewards.base import RewardFunction, TextOrChat, completion_text, last_user_message
 
 __all__ = [
     "CleanlinessReward",
@@ -204,8 +204,8 @@ class RelevanceReward(RewardFunction):
         return emb / norms
 
     def score(self, prompts: list[TextOrChat], completions: list[TextOrChat]) -> list[float]:
-        prompt_texts = [prompt_text(p, what=f"prompt {i}") for i, p in enumerate(prompts)]
-        emb = self.encode(prompt_texts + _texts(completions))
+        last_user_messages = [last_user_message(p, what=f"prompt {i}") for i, p in enumerate(prompts)]
+        emb = self.encode(last_user_messages + _texts(completions))
         n = len(prompts)
         return np.sum(emb[:n] * emb[n:], axis=1).tolist()
 

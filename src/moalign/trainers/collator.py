@@ -16,17 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from moalign.data.prompts import render_prompt
 from moalign.rewards.base import completion_text
-
-
-def render_prompt(tokenizer: Any, prompt: str | list[dict], use_chat_template: bool) -> str:
-    """Text the completion continues: chat template with a generation prompt, or the raw prompt."""
-    if isinstance(prompt, list):  # conversational, as in TRL
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    if use_chat_template:
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-    return prompt
 
 
 @dataclass
