@@ -9,6 +9,12 @@
 Every command's options are the fields of a config dataclass (help text from
 the fields); ``--config FILE.yaml`` loads them from YAML and flags given on
 the command line override the file (TRL's ``TrlParser``).
+
+Errors: bad input (dataset, config, paths, model names) prints
+``moalign <command>: error: <message>`` and exits with 2; any other failure
+prints ``moalign <command>: internal error: ...`` and exits with 1; ``--debug``
+anywhere on the command line shows the full traceback instead
+(:mod:`moalign.cli.errors`).
 """
 
 from __future__ import annotations
@@ -24,9 +30,67 @@ def parse_config(config_cls: type, argv: list[str], prog: str) -> Any:
     """Parse ``argv`` into ``config_cls`` (YAML via --config, flags override); used by the CLI and benchmarks."""
     from trl import TrlParser
 
+    check_config_file(config_cls, argv)
     parser = TrlParser(dataclass_types=[config_cls], prog=prog)
-    (config,) = parser.parse_args_and_config(args=argv)
+    config, unused = parser.parse_args_and_config(args=argv, return_remaining_strings=True)
+    if unused:
+        raise ValueError(_unknown_options_message(parser, unused))
     return config
+
+
+def _unknown_options_message(parser: Any, unused: list[str]) -> str:
+    """``unknown option(s) --x (did you mean --y?)`` for command-line words no option took."""
+    import difflib
+
+    known = sorted(s for action in parser._actions for s in action.option_strings if s.startswith("--"))
+    flags = [word for word in unused if word.startswith("-")]
+    if not flags:
+        return f"unexpected argument(s) {' '.join(unused)} (options are --name value; see --help)"
+    hints = []
+    for flag in flags:
+        close = difflib.get_close_matches(flag.split("=", 1)[0], known, n=1)
+        hints.append(flag + (f" (did you mean {close[0]}?)" if close else ""))
+    return f"unknown option(s) {', '.join(hints)}; see --help"
+
+
+def check_config_file(config_cls: type, argv: list[str]) -> None:
+    """Check the YAML file named by ``--config`` in ``argv`` before TRL reads it, for errors that name the file.
+
+    Raises ``ValueError`` for a missing path after ``--config``, a file that is
+    not a YAML mapping, or keys that are not fields of ``config_cls`` (with the
+    closest field names); ``FileNotFoundError`` for a missing file.  Values are
+    checked later by argparse and the dataclass.
+    """
+    import dataclasses
+    import difflib
+
+    import yaml
+
+    if "--config" not in argv:
+        return
+    index = argv.index("--config")
+    if index + 1 >= len(argv) or argv[index + 1].startswith("--"):
+        raise ValueError("--config needs the path of a YAML file")
+    path = argv[index + 1]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {path}: no such file") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {path}: not valid YAML: {err}") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"config file {path}: expected a YAML mapping of option names to values, "
+                         f"got {type(content).__name__}")
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = [str(key) for key in content if key not in fields and key != "env"]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(fields), n=1)
+            hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise ValueError(f"config file {path}: unknown option(s) {', '.join(hints)}; "
+                         f"not fields of {config_cls.__name__} (see --help)")
 
 
 def parse_config_and_progress(config_cls: type, argv: list[str] | None, prog: str) -> tuple[Any, bool]:
@@ -101,12 +165,36 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 }
 
 
+def command_prog(argv: list[str]) -> str:
+    """How errors name the command: ``moalign train mopo``, ``moalign eval``, ..."""
+    words = ["moalign", *argv[:1]]
+    if argv and argv[0] in ("synthetic", "train") and len(argv) > 1 and not argv[1].startswith("-"):
+        words.append(argv[1])
+    return " ".join(words)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+    """Run the command in ``argv`` (default ``sys.argv[1:]``); returns the exit code (see the module docstring)."""
+    from moalign.cli.errors import report_error, pop_debug_flag
+
+    argv, debug = pop_debug_flag(list(sys.argv[1:] if argv is None else argv))
+    if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        if argv:
+            print(f"moalign: error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    if debug:
+        return COMMANDS[argv[0]](argv[1:])
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except KeyboardInterrupt:
+        print(f"{command_prog(argv)}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 -- every failure is reported; --debug shows the traceback
+        return report_error(command_prog(argv), err)
 
 
 if __name__ == "__main__":
