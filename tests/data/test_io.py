@@ -8,7 +8,7 @@ import datasets
 import pytest
 
 from moalign.data import DatasetValidationError, MultiObjectiveDataset, from_rows, load_multi_objective
-from moalign.data.io import sidecar_path
+from moalign.data.io import EmptyDataError, load_from_disk, save_to_disk, sidecar_path, to_csv, to_jsonl, to_parquet
 
 OBJ = ["helpful", "harmless"]
 TEXT_ROWS = [
@@ -79,7 +79,7 @@ def test_file_without_metadata_needs_objectives(tmp_path):
 def test_jsonl_export_round_trip_with_sidecar(tmp_path):
     mo = from_rows(CHAT_ROWS, OBJ)
     path = tmp_path / "out.jsonl"
-    mo.to_jsonl(path)
+    to_jsonl(mo, path)
     meta = json.loads(sidecar_path(path).read_text())
     assert meta == {"moalign_multi_objective": {"version": 1, "kind": "pairwise", "objectives": OBJ,
                                                 "conversational": True}}
@@ -123,7 +123,7 @@ def test_csv_round_trip_text_and_chat(tmp_path):
     for rows in (TEXT_ROWS, CHAT_ROWS):
         mo = from_rows(rows, OBJ)
         path = tmp_path / "x.csv"
-        mo.to_csv(path)
+        to_csv(mo, path)
         back = load_multi_objective(path)
         assert [back[i] for i in range(len(back))] == rows and back.objectives == OBJ
 
@@ -138,7 +138,7 @@ def test_csv_chat_cell_that_is_not_json(tmp_path):
 def test_parquet_round_trip(tmp_path):
     mo = from_rows(CHAT_ROWS, OBJ)
     path = tmp_path / "x.parquet"
-    mo.to_parquet(path)
+    to_parquet(mo, path)
     back = load_multi_objective(path)
     assert back[0] == CHAT_ROWS[0] and back.objectives == OBJ
 
@@ -154,9 +154,9 @@ def test_to_disk_round_trip_keeps_objectives_and_does_not_mutate(tmp_path):
     ds = datasets.Dataset.from_list(TEXT_ROWS)
     ds.info.description = "my notes"
     mo = MultiObjectiveDataset(ds, OBJ, "pairwise")
-    mo.to_disk(tmp_path / "saved")
+    save_to_disk(mo, tmp_path / "saved")
     assert ds.info.description == "my notes"  # the caller's dataset is untouched
-    back = MultiObjectiveDataset.from_disk(tmp_path / "saved")
+    back = load_from_disk(tmp_path / "saved")
     assert back.objectives == OBJ and back.kind == "pairwise" and back.dataset.to_list() == TEXT_ROWS
     # a plain datasets round trip (and a map) keeps the names in info.description
     plain = datasets.load_from_disk(str(tmp_path / "saved")).map(lambda r: r)
@@ -170,8 +170,8 @@ def test_to_disk_round_trip_keeps_objectives_and_does_not_mutate(tmp_path):
 
 def test_to_disk_after_shuffle_saves_the_selected_rows(tmp_path):
     mo = MultiObjectiveDataset(datasets.Dataset.from_list(TEXT_ROWS).select([1]), OBJ)
-    mo.to_disk(tmp_path / "s")
-    assert MultiObjectiveDataset.from_disk(tmp_path / "s").dataset.to_list() == [TEXT_ROWS[1]]
+    save_to_disk(mo, tmp_path / "s")
+    assert load_from_disk(tmp_path / "s").dataset.to_list() == [TEXT_ROWS[1]]
 
 
 def test_folder_with_bad_rows_names_the_folder(tmp_path):
@@ -223,7 +223,64 @@ def test_multi_objective_dataset_passes_through_with_consistency_check():
 def test_empty_dataset_with_explicit_kind(tmp_path):
     mo = load_multi_objective([], objectives=OBJ, kind="pointwise")
     assert len(mo) == 0 and mo.kind == "pointwise" and mo.conversational is None
-    mo.to_disk(tmp_path / "e")
-    assert len(MultiObjectiveDataset.from_disk(tmp_path / "e")) == 0
+    save_to_disk(mo, tmp_path / "e")
+    assert len(load_from_disk(tmp_path / "e")) == 0
     with pytest.raises(DatasetValidationError, match="pass kind="):
         load_multi_objective([], objectives=OBJ)
+
+
+# ----- an empty data source is its own error at load time ---------------------------------------------
+def _empty_mo():
+    return load_multi_objective([], objectives=OBJ, kind="pairwise")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_empty_file_written_by_moalign_is_an_error_naming_it(tmp_path, suffix):
+    # with its sidecar (objectives and kind known) an empty export used to load as a 0-row dataset,
+    # and training failed much later inside torch ("num_samples should be a positive integer value")
+    path = tmp_path / f"empty{suffix}"
+    {".jsonl": to_jsonl, ".csv": to_csv, ".parquet": to_parquet}[suffix](_empty_mo(), path)
+    with pytest.raises(EmptyDataError, match=rf"{path.name}: the data file( \(0 bytes\))? has no rows") as info:
+        load_multi_objective(path)
+    assert isinstance(info.value, ValueError) and info.value.source == str(path)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_zero_byte_file_is_an_error_even_without_metadata(tmp_path, suffix):
+    path = tmp_path / f"zero{suffix}"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"{path.name}: the data file \(0 bytes\) has no rows"):
+        load_multi_objective(path)
+    with pytest.raises(EmptyDataError):
+        load_multi_objective(path, objectives=OBJ, kind="pairwise")
+
+
+def test_blank_lines_only_jsonl_and_header_only_csv_have_no_rows(tmp_path):
+    jsonl = tmp_path / "blank.jsonl"
+    jsonl.write_text("\n\n  \n", encoding="utf-8")
+    with pytest.raises(EmptyDataError, match="blank.jsonl: the data file has no rows"):
+        load_multi_objective(jsonl, objectives=OBJ)  # not "pass kind=": the file is the problem
+    csv_path = tmp_path / "header.csv"
+    csv_path.write_text("prompt,completion_a,completion_b,preference\n", encoding="utf-8")
+    with pytest.raises(EmptyDataError, match="header.csv: the data file has no rows"):
+        load_multi_objective(csv_path, objectives=OBJ, kind="pairwise")
+
+
+def test_empty_saved_dataset_folder_is_an_error_for_load_multi_objective(tmp_path):
+    save_to_disk(_empty_mo(), tmp_path / "e")
+    with pytest.raises(EmptyDataError, match=r"e: the saved dataset has no rows"):
+        load_multi_objective(tmp_path / "e")
+    assert len(load_from_disk(tmp_path / "e")) == 0  # the exact inverse of save_to_disk still round-trips
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(TEXT_ROWS),
+                               "test": datasets.Dataset.from_list(TEXT_ROWS).select([])})
+    dd.save_to_disk(str(tmp_path / "dd"), num_shards={"train": 1, "test": 1})  # 0 shards would not load back
+    assert len(load_multi_objective(tmp_path / "dd", objectives=OBJ, split="train")) == 2
+    with pytest.raises(EmptyDataError, match=r"\[split test\]: the saved dataset has no rows"):
+        load_multi_objective(tmp_path / "dd", objectives=OBJ, split="test")
+
+
+def test_empty_data_error_pickles():
+    import pickle
+
+    err = pickle.loads(pickle.dumps(EmptyDataError("x.jsonl")))
+    assert str(err) == str(EmptyDataError("x.jsonl")) and err.source == "x.jsonl"

@@ -205,3 +205,19 @@ def test_truncation_flags_must_be_booleans():
 
 def point_row(**extra):
     return {"prompt": "Hi?", "completion": "Hello!", "scores": [0.1, 0.2], **extra}
+
+
+def test_schema_does_not_import_io():
+    """The dependency between the contract and the file formats goes one way: io imports schema, never the reverse."""
+    import ast
+    import inspect
+
+    import moalign.data.schema as schema
+
+    imported = set()
+    for node in ast.walk(ast.parse(inspect.getsource(schema))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert not {m for m in imported if m.startswith("moalign")}, imported

@@ -17,7 +17,7 @@ from moalign.data.convert import (
     pairwise_to_trl,
     scores_to_pairwise,
 )
-from moalign.data.io import from_hf_dataset, from_rows, load_multi_objective
+from moalign.data.io import EmptyDataError, from_hf_dataset, from_rows, load_multi_objective
 from moalign.data.schema import (
     DatasetValidationError,
     MultiObjectiveDataset,
@@ -26,7 +26,7 @@ from moalign.data.schema import (
 )
 
 __all__ = [
-    "ConversionReport", "DatasetValidationError", "MultiObjectiveDataset", "ValidationIssue", "conflicting_pairs",
-    "from_hf_dataset", "from_rows", "load_multi_objective", "pairwise_from_trl", "pairwise_to_pointwise", "pairwise_to_trl",
-    "scores_to_pairwise", "validate_columns",
+    "ConversionReport", "DatasetValidationError", "EmptyDataError", "MultiObjectiveDataset", "ValidationIssue",
+    "conflicting_pairs", "from_hf_dataset", "from_rows", "load_multi_objective", "pairwise_from_trl",
+    "pairwise_to_pointwise", "pairwise_to_trl", "scores_to_pairwise", "validate_columns",
 ]

@@ -1,11 +1,18 @@
 """Loading and saving multi-objective datasets: local files, ``save_to_disk`` folders, in-memory data.
 
 Entry point: :func:`load_multi_objective` (any source -> validated
-:class:`~moalign.data.schema.MultiObjectiveDataset`).
+:class:`~moalign.data.schema.MultiObjectiveDataset`). Saving is here too
+(:func:`save_to_disk`, :func:`to_jsonl`, :func:`to_parquet`, :func:`to_csv`;
+read back with :func:`load_multi_objective` or :func:`load_from_disk`): this
+module imports :mod:`moalign.data.schema`, never the reverse.
+
+A data file or saved folder without a single row is an error at load time
+(:class:`EmptyDataError`, a ``ValueError`` naming the source), so that an empty
+file is reported as such instead of failing later inside training.
 
 Where the objective names live
 ------------------------------
-- ``save_to_disk`` folders (:meth:`MultiObjectiveDataset.to_disk`): as JSON in
+- ``save_to_disk`` folders (:func:`save_to_disk`): as JSON in
   ``dataset.info.description`` (``{"moalign_multi_objective": {"version": 1,
   "kind": ..., "objectives": [...], "conversational": ...}}``; a description the
   dataset had before is kept under ``"description"``). ``datasets`` preserves
@@ -63,6 +70,19 @@ FILE_SUFFIXES = (".jsonl", ".parquet", ".csv")
 SIDECAR_SUFFIX = ".moalign.json"
 
 PathLike = str | os.PathLike
+
+
+class EmptyDataError(ValueError):
+    """A data file or saved dataset folder that holds no rows (``source`` names it)."""
+
+    def __init__(self, source: str, what: str = "data file") -> None:
+        self.source = source
+        super().__init__(f"{source}: the {what} has no rows; a multi-objective dataset to load needs at least one "
+                         "row (was it written completely?)")
+        self.what = what
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return type(self), (self.source, self.what)
 
 
 def sidecar_path(path: PathLike) -> Path:
@@ -270,7 +290,11 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
 
 def load_file(path: PathLike, objectives: Sequence[str] | None = None, kind: Kind | None = None,
               conversational: bool | None = None) -> MultiObjectiveDataset:
-    """Load and validate a local JSONL / Parquet / CSV file (objectives from its sidecar or the arguments)."""
+    """Load and validate a local JSONL / Parquet / CSV file (objectives from its sidecar or the arguments).
+
+    A file without rows (0 bytes, only blank lines, only a CSV header, a Parquet table of 0 rows)
+    raises :class:`EmptyDataError`.
+    """
     path = Path(path)
     source = str(path)
     suffix = path.suffix.lower()
@@ -279,6 +303,8 @@ def load_file(path: PathLike, objectives: Sequence[str] | None = None, kind: Kin
                          "save_to_disk folder")
     if not path.exists():
         raise FileNotFoundError(f"{source}: no such file")
+    if path.is_file() and path.stat().st_size == 0:
+        raise EmptyDataError(source, "data file (0 bytes)")
     stored = _read_sidecar(path)
     objectives, kind, conversational = _resolve_metadata(stored, objectives, kind, conversational, source)
     lines: list[int] | None = None
@@ -288,6 +314,8 @@ def load_file(path: PathLike, objectives: Sequence[str] | None = None, kind: Kin
         rows, lines = read_csv_rows(path, conversational=bool(conversational))
     else:
         rows = read_parquet_rows(path)
+    if not rows:
+        raise EmptyDataError(source)
     return from_rows(rows, objectives, kind, source, lines, conversational)
 
 
@@ -320,7 +348,11 @@ def save_to_disk(mo: MultiObjectiveDataset, path: PathLike) -> None:
 
 def load_from_disk(path: PathLike, split: str | None = None, objectives: Sequence[str] | None = None,
                    kind: Kind | None = None) -> MultiObjectiveDataset:
-    """Load a ``save_to_disk`` folder (a Dataset, or a DatasetDict with ``split``) and validate it."""
+    """Load a ``save_to_disk`` folder (a Dataset, or a DatasetDict with ``split``) and validate it.
+
+    The inverse of :func:`save_to_disk`, so an empty saved dataset loads as an empty one here;
+    :func:`load_multi_objective`, the entry point for data to train or evaluate on, refuses it.
+    """
     loaded = datasets.load_from_disk(str(path))
     return _from_loaded(loaded, str(path), split, objectives, kind, None)
 
@@ -406,6 +438,8 @@ def load_multi_objective(
     Raises:
         DatasetValidationError: the data breaks the contract (message names the
             file, row, line, column and what was expected).
+        EmptyDataError: a file or ``save_to_disk`` folder holds no rows (a
+            ``ValueError`` naming it; in-memory sources may be empty).
     """
     if isinstance(source, MultiObjectiveDataset):
         if split is not None:
@@ -420,7 +454,10 @@ def load_multi_objective(
         path = Path(source)
         if path.is_dir():
             loaded = datasets.load_from_disk(str(path))
-            return _from_loaded(loaded, str(path), split, objectives, kind, conversational)
+            mo = _from_loaded(loaded, str(path), split, objectives, kind, conversational)
+            if len(mo) == 0:
+                raise EmptyDataError(mo.source, "saved dataset")
+            return mo
         if split is not None:
             raise ValueError(f"{path}: split={split!r} was given but a file holds a single split")
         return load_file(path, objectives, kind, conversational)
@@ -436,7 +473,7 @@ def load_multi_objective(
 
 
 __all__ = [
-    "DatasetValidationError", "ValidationIssue", "dataset_from_columns", "from_hf_dataset", "from_rows",
-    "load_file", "load_from_disk", "load_multi_objective", "read_csv_rows", "read_jsonl_rows", "read_parquet_rows",
-    "save_to_disk", "sidecar_path", "to_csv", "to_jsonl", "to_parquet",
+    "DatasetValidationError", "EmptyDataError", "ValidationIssue", "dataset_from_columns", "from_hf_dataset",
+    "from_rows", "load_file", "load_from_disk", "load_multi_objective", "read_csv_rows", "read_jsonl_rows",
+    "read_parquet_rows", "save_to_disk", "sidecar_path", "to_csv", "to_jsonl", "to_parquet",
 ]

@@ -20,7 +20,7 @@ untouched (TRL ignores them too).
 
 The data lives in a :class:`datasets.Dataset` (what TRL users have), wrapped by
 :class:`MultiObjectiveDataset`, which carries the objective names and the kind.
-How the names survive saving (see :mod:`moalign.data.io`): ``to_disk`` writes
+How the names survive saving (see :mod:`moalign.data.io`): ``save_to_disk`` writes
 them as JSON into ``dataset.info.description`` (which ``datasets`` keeps
 through ``save_to_disk``/``load_from_disk``, ``map``, ``filter`` and ``select``);
 the file exports (JSONL / Parquet / CSV) write a sidecar ``<file>.moalign.json``.
@@ -391,33 +391,3 @@ class MultiObjectiveDataset:
 
         ds = self.dataset.map(pick, batched=True, desc="select objectives")
         return MultiObjectiveDataset(ds, names, self.kind, self.source)
-
-    # ----- persistence (implemented in moalign.data.io) -----------------------------------------
-    def to_disk(self, path: str) -> None:
-        """``save_to_disk`` with the objectives stored in ``info.description`` (see :mod:`moalign.data.io`)."""
-        from moalign.data.io import save_to_disk
-
-        save_to_disk(self, path)
-
-    @classmethod
-    def from_disk(cls, path: str) -> MultiObjectiveDataset:
-        from moalign.data.io import load_from_disk
-
-        return load_from_disk(path)
-
-    def to_jsonl(self, path: str) -> None:
-        """One JSON object per row plus ``<path>.moalign.json`` with the objectives."""
-        from moalign.data.io import to_jsonl
-
-        to_jsonl(self, path)
-
-    def to_parquet(self, path: str) -> None:
-        from moalign.data.io import to_parquet
-
-        to_parquet(self, path)
-
-    def to_csv(self, path: str) -> None:
-        """CSV with list-valued cells JSON-encoded (see :mod:`moalign.data.io`)."""
-        from moalign.data.io import to_csv
-
-        to_csv(self, path)
