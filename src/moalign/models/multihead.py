@@ -1,11 +1,11 @@
 """``MultiHeadCausalLM``: K policy heads on one (optionally LoRA-adapted) causal LM backbone.
 
-The multi-policy model of ``papers/mopo-paper.md`` App. A.6 (Figure 10) and
-``papers/ham-paper.md`` Sec. 3.5: every policy shares the transformer backbone
+The multi-policy model of the MOPO paper App. A.6 (Figure 10) and
+the HaM paper Sec. 3.5 (docs/design.md lists the papers): every policy shares the transformer backbone
 and has its own output head (:mod:`moalign.models.heads`).  The base model's
 output layer is replaced by a :class:`~moalign.models.heads.MultiHeadOutput`,
 so the model's own ``forward`` and ``generate`` run the active head or a
-steered combination of heads (DESIGN.md item 8) with no generation code of our
+steered combination of heads (docs/design.md, MOPO 8) with no generation code of our
 own.
 
 Training API (used by the trainers):
@@ -354,7 +354,7 @@ class MultiHeadCausalLM(TrainableStateSnapshot, nn.Module):
         """Per-head sequence log-likelihoods of completions, ``(len(heads), batch)``.
 
         ``log pi_k(y|x) = sum_t completion_mask[:, t] * log pi_k(input_ids[:, t] | input_ids[:, <t])``
-        (MOPO eq. 7 / DESIGN.md item 5: sum over completion tokens; ``average``
+        (MOPO eq. 7 / docs/design.md, MOPO 5: sum over completion tokens; ``average``
         divides by the number of completion tokens).  One backbone pass; per
         head, only the completion positions are projected to the vocabulary.
         Within :meth:`reference_context` every head is the base output layer

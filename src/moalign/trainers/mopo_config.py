@@ -1,6 +1,6 @@
 """Configuration of :class:`~moalign.trainers.mopo_trainer.MOPOTrainer`.
 
-Defaults follow mopo-paper App. A.6 Table 2 (tau = 0.08, eps = 0.15,
+Defaults follow the MOPO paper's App. A.6 Table 2 (tau = 0.08, eps = 0.15,
 beta = 0.9995, t0 = 500, LoRA r = 16, alpha = 32, dropout = 0.05) where the
 paper states them; everything it leaves unstated carries its reason in the
 field's help text.

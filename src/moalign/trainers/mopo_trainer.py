@@ -1,4 +1,4 @@
-"""MOPOTrainer: MOPO (mopo-paper Algorithm 1) for causal language models.
+"""MOPOTrainer: MOPO (MOPO paper, Algorithm 1) for causal language models.
 
 One policy head per primary objective on a shared backbone (App. A.6). For
 head h with primary objective p and secondary objectives q, every step:
