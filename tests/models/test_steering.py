@@ -39,6 +39,18 @@ def test_validate_steering_weights_rejects_bad_vectors():
             validate_steering_weights(bad, 2)
 
 
+def test_steering_weights_off_the_simplex_only_when_asked():
+    # evaluation policies are points of the simplex (the default); the steering computation accepts any scale
+    assert validate_steering_weights([0.5, 0.6], 2, on_simplex=False) == [0.5, 0.6]
+    with pytest.raises(ValueError, match="sum to"):
+        validate_steering_weights([0.5, 0.6], 2)
+    assert validate_steering_weights([0.25, 0.75]) == [0.25, 0.75]  # no head count to check against
+    for bad, message in (([], "non-empty"), ([[0.5, 0.5]], "sequence of numbers"), ("ab", "sequence of numbers"),
+                         ([1.2, -0.2], "negative entry at position 1"), ([0.0, 0.0], "at least one")):
+        with pytest.raises(ValueError, match=message):
+            validate_steering_weights(bad, on_simplex=False)
+
+
 def test_reverse_kl_is_normalised_weighted_geometric_mean():
     logits = _random_logits()
     weights = [0.2, 0.5, 0.3]

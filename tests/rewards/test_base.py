@@ -199,3 +199,30 @@ def test_load_rejects_bad_files(tmp_path):
     bad.write_text("not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         RewardNormalizer.load(bad)
+
+
+def test_joined_prompt_text_is_the_whole_conversation():
+    from moalign.rewards.base import joined_prompt_text
+
+    chat = [{"role": "system", "content": "weights: 0.3, 0.7"}, {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "ok"}, {"role": "user", "content": "second question"}]
+    assert joined_prompt_text(chat) == "weights: 0.3, 0.7\nfirst\nok\nsecond question"
+    assert joined_prompt_text("plain") == "plain"
+    assert last_user_message(chat) == "second question"  # the question alone
+    with pytest.raises(TypeError, match="prompt 4"):
+        joined_prompt_text(42, what="prompt 4")
+
+
+def test_invalid_score_errors_carry_where_and_what_and_pickle():
+    import pickle
+
+    from moalign.rewards.base import InvalidScoreError, NonNumericScoreError
+
+    with pytest.raises(InvalidScoreError) as info:
+        validate_scores([1.0, float("inf")], 2, "r")
+    assert (info.value.reward, info.value.index, info.value.value) == ("r", 1, float("inf"))
+    assert str(info.value.shifted(10)) == str(info.value).replace("index 1", "index 11")
+    with pytest.raises(NonNumericScoreError) as info:
+        validate_scores([None], 1, "r")
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is NonNumericScoreError and str(again) == str(info.value)

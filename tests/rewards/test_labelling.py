@@ -146,3 +146,57 @@ def test_score_pointwise():
     assert ds_out["scores"] == [[-2.0, 1.0], [-1.0, 0.0]]
     with pytest.raises(ValueError, match="'scores' column"):
         score_pointwise(out, reward_fns())
+
+
+# ----- score_completions: the one scoring loop (labelling, data recipes, evaluation) -------------------
+class _HasScore:
+    """An object with a ``.score`` method (not a RewardFunction)."""
+
+    def score(self, prompts, completions):
+        return [float(len(c)) for c in completions]
+
+
+def test_score_completions_accepts_named_functions_mappings_and_score_objects():
+    from moalign.rewards.labelling import objective_names, score_completions
+
+    prompts, completions = ["p0", "p1", "p2"], ["a", "bb", "ccc!"]
+    by_name = score_completions(prompts, completions, {"len": _HasScore(), "excl": n_excl})
+    np.testing.assert_array_equal(by_name, [[1.0, 0.0], [2.0, 0.0], [4.0, 1.0]])
+    named = score_completions(prompts, completions, [CallableReward(n_excl, name="excl")], batch_size=2)
+    np.testing.assert_array_equal(named, [[0.0], [0.0], [1.0]])
+    assert objective_names({"len": _HasScore(), "excl": n_excl}) == ["len", "excl"]
+    assert score_completions([], [], {"len": _HasScore()}).shape == (0, 1)
+    with pytest.raises(ValueError, match="no reward functions"):
+        score_completions(prompts, completions, [])
+    with pytest.raises(ValueError, match="has no .name"):
+        score_completions(prompts, completions, [n_excl])
+    with pytest.raises(ValueError, match="unique names"):
+        score_completions(prompts, completions, [CallableReward(n_excl, name="x"), CallableReward(n_excl, name="x")])
+    with pytest.raises(TypeError, match="neither callable"):
+        score_completions(prompts, completions, {"x": 3})
+    with pytest.raises(ValueError, match="2 completions for 3 prompts"):
+        score_completions(prompts, completions[:2], {"len": _HasScore()})
+    with pytest.raises(ValueError, match="batch_size"):
+        score_completions(prompts, completions, {"len": _HasScore()}, batch_size=0)
+
+
+def test_score_completions_errors_name_the_row_across_batches_and_the_context():
+    from moalign.rewards.base import InvalidScoreError, NonNumericScoreError
+    from moalign.rewards.labelling import score_completions
+
+    def nan_at_3(prompts, completions):
+        return [math.nan if c == "bad" else 1.0 for c in completions]
+
+    completions = ["a", "b", "c", "bad", "e"]
+    for batch_size in (None, 1, 2, 4):
+        for fn in (nan_at_3, CallableReward(nan_at_3, name="nan_at_3")):  # plain, and one that validates itself
+            with pytest.raises(InvalidScoreError, match="non-finite score at index 3: nan") as info:
+                score_completions(["p"] * 5, completions, {"nan_at_3": fn}, batch_size=batch_size)
+            assert (info.value.reward, info.value.index) == ("nan_at_3", 3) and math.isnan(info.value.value)
+    with pytest.raises(NonNumericScoreError, match="non-numeric score at index 1: 'x'") as info:
+        score_completions(["p", "p"], ["a", "b"], {"s": lambda p, c: [1.0, "x"]})
+    assert isinstance(info.value, TypeError) and isinstance(info.value, InvalidScoreError)
+    with pytest.raises(ValueError, match=r"^while scoring policy 'p1' with reward function 'short': .*returned 1 scores"):
+        score_completions(["p", "p"], ["a", "b"], {"short": lambda p, c: [1.0]}, context="policy 'p1'")
+    with pytest.raises(TypeError, match=r"^while scoring policy 'p1' with reward function 's': .*non-numeric"):
+        score_completions(["p", "p"], ["a", "b"], {"s": lambda p, c: [1.0, "x"]}, context="policy 'p1'")
