@@ -265,17 +265,17 @@ def build_pairs(samples: list[dict], scores: np.ndarray, objectives: list[str]) 
 
 def train(model: Any, tokenizer: Any, pairs: Any, config: DemoConfig, out: Path) -> Any:
     """MOPO on the labelled pairs (a ``MultiObjectiveDataset``); resumes from the last checkpoint in ``out/model``."""
-    from moalign.trainers.mopo_config import MOPOConfig
-    from moalign.trainers.mopo_trainer import MOPOTrainer
+    from moalign.trainers.registry import get_method
 
-    args = MOPOConfig(output_dir=str(out / "model"), max_steps=config.max_steps, learning_rate=config.learning_rate,
-                      head_learning_rate=config.head_learning_rate,
-                      per_device_train_batch_size=config.batch_size, tau=config.tau,
-                      lower_bound_eps=config.lower_bound_eps, threshold_source=config.threshold_source,
-                      lag_steps=config.lag_steps, logging_steps=max(1, config.max_steps // 12),
-                      save_steps=max(1, config.max_steps // 4), save_total_limit=1, report_to=[], seed=config.seed,
-                      use_cpu=True, lr_scheduler_type="constant", max_completion_length=config.sample_max_new_tokens + 1)
-    trainer = MOPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer)
+    mopo = get_method("mopo")
+    args = mopo.config_class(
+        output_dir=str(out / "model"), max_steps=config.max_steps, learning_rate=config.learning_rate,
+        head_learning_rate=config.head_learning_rate, per_device_train_batch_size=config.batch_size, tau=config.tau,
+        lower_bound_eps=config.lower_bound_eps, threshold_source=config.threshold_source, lag_steps=config.lag_steps,
+        logging_steps=max(1, config.max_steps // 12), save_steps=max(1, config.max_steps // 4), save_total_limit=1,
+        report_to=[], seed=config.seed, use_cpu=True, lr_scheduler_type="constant",
+        max_completion_length=config.sample_max_new_tokens + 1)
+    trainer = mopo.trainer_class(model=model, args=args, train_dataset=pairs, processing_class=tokenizer)
     checkpoints = sorted((out / "model").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     trainer.save_model(str(out / "model"))
