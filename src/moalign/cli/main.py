@@ -2,7 +2,8 @@
 
     moalign synthetic bandit [--out DIR] [--seeds N] [--quick] [...BanditConfig fields]
     moalign synthetic toy --set A|B [--out DIR] [--seeds N] [--quick] [...ToyConfig fields]
-    moalign train mopo --config FILE.yaml [...MOPOConfig fields override the YAML]
+    moalign train <method> --config FILE.yaml [...config fields override the YAML]
+        e.g. moalign train mopo; `moalign train` alone lists the registered methods
     moalign eval --model DIR [...EvalRunConfig fields]
     moalign demo [--quick] [--out DIR]
 
@@ -132,14 +133,22 @@ def _print_toy(result: dict) -> None:
 
 
 def _train(argv: list[str]) -> int:
-    if not argv or argv[0] != "mopo":
-        print("usage: moalign train mopo --config FILE.yaml [options]", file=sys.stderr)
-        return 2
-    from moalign.trainers.mopo_config import MOPOConfig
-    from moalign.trainers.run import train_mopo
+    from moalign.trainers.registry import available_methods
 
-    config = parse_config(MOPOConfig, argv[1:], "moalign train mopo")
-    train_mopo(config)
+    methods = available_methods()
+    if not argv or argv[0] not in methods:
+        lines = ["usage: moalign train <method> --config FILE.yaml [options]   (--help of a method lists them)",
+                 "", "methods:"]
+        lines += [f"  {name:<10} {method.description}" for name, method in methods.items()]
+        if argv and argv[0] not in ("-h", "--help"):
+            lines.insert(0, f"moalign train: unknown method {argv[0]!r}")
+        print("\n".join(lines), file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    from moalign.trainers.run import train_method
+
+    name = argv[0]
+    config = parse_config(methods[name].config_class, argv[1:], f"moalign train {name}")
+    train_method(name, config)
     return 0
 
 
