@@ -37,7 +37,7 @@ from transformers import Trainer
 
 from moalign.models.multihead import eval_mode
 from moalign.trainers.base_config import MultiObjectiveConfig
-from moalign.trainers.collator import PairwiseCollator
+from moalign.trainers.collator import PairwiseCollator, PointwiseCollator
 
 
 class MultiObjectiveTrainer(Trainer):
@@ -99,10 +99,13 @@ class MultiObjectiveTrainer(Trainer):
         """Restore what :meth:`method_state` returned."""
 
     def make_collator(self, tokenizer: Any, args: MultiObjectiveConfig, use_chat_template: bool) -> Any:
-        """The collator of ``data_kind`` rows."""
-        if self.data_kind != "pairwise":
-            raise NotImplementedError(f"{type(self).__name__}: no default collator for {self.data_kind!r} data")
-        return PairwiseCollator(tokenizer, args.max_prompt_length, args.max_completion_length, use_chat_template)
+        """The collator of ``data_kind`` rows: :class:`PairwiseCollator` or :class:`PointwiseCollator`."""
+        collators = {"pairwise": PairwiseCollator, "pointwise": PointwiseCollator}
+        if self.data_kind not in collators:
+            raise NotImplementedError(f"{type(self).__name__}: no default collator for {self.data_kind!r} data "
+                                      f"(known kinds: {sorted(collators)}); override make_collator")
+        return collators[self.data_kind](tokenizer, args.max_prompt_length, args.max_completion_length,
+                                         use_chat_template)
 
     # ------------------------------------------------------------------ log-probs
     @property

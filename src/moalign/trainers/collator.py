@@ -1,11 +1,16 @@
-"""Tokenisation of pairwise multi-objective rows into one batch of sequences.
+"""Tokenisation of multi-objective rows into one batch of sequences.
 
-A batch of B rows (prompt, completion_a, completion_b, preference) becomes
+:class:`PairwiseCollator`: a batch of B rows (prompt, completion_a, completion_b, preference) becomes
 2B sequences ``[a_1 .. a_B, b_1 .. b_B]`` sharing their prompt, right-padded,
 with a ``completion_mask`` marking completion tokens, and the preference
 labels of the symmetric augmentation (§3.1): ``preference = [I; 1 - I]`` so
 that row i of the 2B sequences is "first" with label ``preference[i]``. The key
 is not ``labels``: transformers reads ``labels`` as token ids.
+
+:class:`PointwiseCollator`: a batch of B rows (prompt, completion, scores)
+becomes B sequences with ``scores`` (B, K) (HaM, SCA, RiC). Both share the
+tokenisation (:meth:`SequenceCollator.encode`) and the padding
+(:meth:`SequenceCollator.pad`).
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from moalign.rewards.base import completion_text
 
 
 @dataclass
-class PairwiseCollator:
-    """Collate pairwise rows into ``input_ids``, ``attention_mask``, ``completion_mask``, ``preference``."""
+class SequenceCollator:
+    """Tokenisation and right padding of (prompt, completion) sequences, shared by the collators below."""
 
     tokenizer: Any
     max_prompt_length: int = 256
@@ -45,27 +50,46 @@ class PairwiseCollator:
             completion_ids = completion_ids + [self.tokenizer.eos_token_id]
         return prompt_ids[-self.max_prompt_length:], completion_ids[: self.max_completion_length]
 
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        pairs = [self.encode(r["prompt"], r["completion_a"], _truncation_flag(r, "truncated_a")) for r in rows]
-        pairs += [self.encode(r["prompt"], r["completion_b"], _truncation_flag(r, "truncated_b")) for r in rows]
-        length = max(len(p) + len(c) for p, c in pairs)
+    def pad(self, sequences: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+        """Right-padded ``input_ids``, ``attention_mask`` and ``completion_mask`` of (prompt, completion) ids."""
+        length = max(len(p) + len(c) for p, c in sequences)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        input_ids = torch.full((len(pairs), length), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(pairs), length), dtype=torch.long)
-        completion_mask = torch.zeros((len(pairs), length), dtype=torch.long)
-        for i, (p, c) in enumerate(pairs):
+        input_ids = torch.full((len(sequences), length), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+        completion_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+        for i, (p, c) in enumerate(sequences):
             input_ids[i, : len(p) + len(c)] = torch.tensor(p + c)
             attention_mask[i, : len(p) + len(c)] = 1
             completion_mask[i, len(p): len(p) + len(c)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
+
+
+@dataclass
+class PairwiseCollator(SequenceCollator):
+    """Collate pairwise rows into ``input_ids``, ``attention_mask``, ``completion_mask``, ``preference``."""
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        pairs = [self.encode(r["prompt"], r["completion_a"], _truncation_flag(r, "truncated_a")) for r in rows]
+        pairs += [self.encode(r["prompt"], r["completion_b"], _truncation_flag(r, "truncated_b")) for r in rows]
+        batch = self.pad(pairs)
         preference = torch.tensor([r["preference"] for r in rows], dtype=torch.float32)
-        batch = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "completion_mask": completion_mask,
-            "preference": torch.cat([preference, 1.0 - preference], dim=0),
-        }
+        batch["preference"] = torch.cat([preference, 1.0 - preference], dim=0)
         if "ref_logps_a" in rows[0]:
             batch["ref_logps"] = torch.tensor([r["ref_logps_a"] for r in rows] + [r["ref_logps_b"] for r in rows])
+        return batch
+
+
+@dataclass
+class PointwiseCollator(SequenceCollator):
+    """Collate pointwise rows (prompt, completion, scores) into B sequences plus ``scores`` (B, K), float32.
+
+    Scores are passed on as they are (raw); the method maps them to [0, 1] (HaM, SCA: the trainer's fitted
+    normaliser). ``truncated`` marks a completion cut by a generation budget (no EOS, as in the pairwise case).
+    """
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        batch = self.pad([self.encode(r["prompt"], r["completion"], _truncation_flag(r, "truncated")) for r in rows])
+        batch["scores"] = torch.tensor([list(r["scores"]) for r in rows], dtype=torch.float32)
         return batch
 
 
