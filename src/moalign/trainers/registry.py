@@ -99,3 +99,24 @@ register_method(TrainingMethod(
     config="moalign.trainers.mopo_config:MOPOConfig",
     trainer="moalign.trainers.mopo_trainer:MOPOTrainer",
 ))
+register_method(TrainingMethod(
+    name="ham",
+    description="HaM: K policy heads maximise the hypervolume of their normalised reward-weighted "
+                "log-likelihoods (exact inclusion-exclusion or random scalarisation); pointwise data",
+    config="moalign.trainers.ham_config:HaMConfig",
+    trainer="moalign.trainers.ham_trainer:HaMTrainer",
+))
+register_method(TrainingMethod(
+    name="sca",
+    description="SCA (HaM paper eq. 5): one head per weight vector, each maximising the weighted sum of the "
+                "normalised reward-weighted log-likelihoods; pointwise data",
+    config="moalign.trainers.sca_config:SCAConfig",
+    trainer="moalign.trainers.sca_trainer:SCATrainer",
+))
+register_method(TrainingMethod(
+    name="ric",
+    description="Rewards-in-Context: SFT with the normalised rewards written into the prompt; at inference the "
+                "preference is mapped to target rewards in the prompt; one head, pointwise data",
+    config="moalign.trainers.ric_config:RiCConfig",
+    trainer="moalign.trainers.ric_trainer:RiCTrainer",
+))
