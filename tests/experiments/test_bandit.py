@@ -18,9 +18,11 @@ import torch
 from scipy.optimize import minimize
 
 import moalign.experiments.bandit as bandit_module
+from moalign.core.mopo import MOPODual, adaptive_threshold, constraint_value, tabular_win_rates
 from moalign.experiments.bandit import (
     BanditConfig,
-    _adam_step,
+    augmented_dataset,
+    behaviour_cloning_step,
     full_data_win_rates,
     simulate,
     solve_cop,
@@ -188,20 +190,70 @@ def test_simulate_runs_single_threaded_and_restores_thread_count(monkeypatch) ->
 
 
 def test_manual_adam_matches_torch_adam_on_the_cloning_loss() -> None:
-    """Policy extraction: grad of -sum_y target(y) log softmax(psi)_y is softmax(psi) - target; Adam as torch's."""
+    """Policy extraction: grad of -sum_y target(y) log softmax(psi)_y is softmax(psi) - target; Adam as torch's.
+
+    The bandit writes the closed-form gradient of 5 runs' logits into one batched parameter (under
+    inference_mode, as simulate does); the truth is autograd on the loss, one Adam per run.
+    """
     gen = torch.Generator().manual_seed(0)
     targets = torch.softmax(torch.randn(40, 5, 3, generator=gen, dtype=torch.float64) * 2, dim=-1)
-    psi_ref = torch.zeros(5, 3, dtype=torch.float64, requires_grad=True)
-    optimiser = torch.optim.Adam([psi_ref], lr=0.015)
-    psi = torch.zeros(5, 3, dtype=torch.float64)
-    exp_avg, exp_avg_sq = torch.zeros_like(psi), torch.zeros_like(psi)
-    for t, target in enumerate(targets, start=1):
+    psi_ref = [torch.zeros(3, dtype=torch.float64, requires_grad=True) for _ in range(5)]
+    optimisers = [torch.optim.Adam([p], lr=0.015) for p in psi_ref]
+    with torch.inference_mode():
+        psi = torch.zeros(5, 3, dtype=torch.float64)
+        batched = torch.optim.Adam([psi], lr=0.015, betas=(0.9, 0.999), eps=1e-8)
+    for target in targets:
+        for run, (p, optimiser) in enumerate(zip(psi_ref, optimisers)):
+            optimiser.zero_grad()
+            loss = -(target[run] * torch.log_softmax(p, dim=-1)).sum()
+            loss.backward()
+            optimiser.step()
+        with torch.inference_mode():
+            behaviour_cloning_step(psi, batched, target)
+    torch.testing.assert_close(psi, torch.stack([p.detach() for p in psi_ref]), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("source", ["estimate", "lower_bound"])
+def test_simulate_iterates_the_core_mopo_step(source: str, monkeypatch) -> None:
+    """The bandit's Algorithm 1 is core's MOPODual.step (lines 5-7), torch Adam (line 8) and core's adaptive
+    threshold (lines 9-11), nothing of its own: one run rebuilt by hand from those pieces, with the mini-batches
+    re-derived from the seed (rows floor(u * num_rows), u ~ U[0, 1) from the seed's generator), matches."""
+    steps, lag, eps, beta, tau, lr = 40, 10, 0.15, 0.9995, 0.5, 0.015
+    calls: list[int] = []
+    step = MOPODual.step
+    monkeypatch.setattr(MOPODual, "step", lambda self, *a, **k: calls.append(1) or step(self, *a, **k))
+    config = BanditConfig(datasets=["D3"], taus=[tau], seeds=1, seed=4, steps=steps, log_every=steps, lag_steps=lag,
+                          threshold_source=source, lower_bound_eps=eps, threshold_beta=beta)
+    sim = simulate(config, progress=False)
+    assert len(calls) == steps
+
+    first, _, labels = augmented_dataset("D3")
+    u = torch.rand(steps, config.batch_size, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    rows = (u * len(first)).long()
+    rates = tabular_win_rates(first[rows], labels[rows], 3)[0]  # (steps, 3, 2): primary objective 2
+    full_q = full_data_win_rates("D3")[:, [0]]
+
+    def threshold(policy: torch.Tensor) -> torch.Tensor:
+        return adaptive_threshold(constraint_value(full_q, source, eps, probs=policy), beta)
+
+    pi_lag = torch.full((3,), 1 / 3, dtype=torch.float64)
+    dual = MOPODual(lam=torch.zeros(1, dtype=torch.float64), threshold=threshold(pi_lag), tau=tau, eps=eps,
+                    lr_lambda=lr, chi_solver="gradient", lr_chi=lr)
+    psi = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    optimiser = torch.optim.Adam([psi], lr=lr)
+    for t in range(1, steps + 1):
+        out = dual.step(rates[t - 1, :, 1], rates[t - 1, :, [0]], probs=pi_lag)
         optimiser.zero_grad()
-        loss = -(target * torch.log_softmax(psi_ref, dim=-1)).sum()
-        loss.backward()
+        (-(pi_lag * out.weights * torch.log_softmax(psi, dim=-1)).sum()).backward()
         optimiser.step()
-        _adam_step(psi, torch.softmax(psi, dim=-1) - target, exp_avg, exp_avg_sq, t, 0.015, (0.9, 0.999), 1e-8)
-    torch.testing.assert_close(psi, psi_ref.detach(), rtol=0, atol=1e-12)
+        if t % lag == 0:
+            pi_lag = torch.softmax(psi, dim=-1).detach()
+            dual.threshold = threshold(pi_lag)
+    torch.testing.assert_close(sim["final_probs"][0, 0, 0], torch.softmax(psi, dim=-1).detach(), rtol=0, atol=1e-12)
+    for name, value in (("lambda", dual.lam), ("chi", dual.chi), ("threshold", dual.threshold),
+                        ("lower_bound", out.lower_bound), ("G_batch", out.estimate)):
+        torch.testing.assert_close(sim[name][0, 0, 0, -1], value[0], rtol=0, atol=1e-12, msg=name)
+    assert float(dual.lam[0]) > 0 and sim["threshold"][0, 0, 0, -1] != sim["threshold"][0, 0, 0, 0]  # not vacuous
 
 
 def test_run_bandit_writes_json_and_png(tmp_path) -> None:

@@ -2,10 +2,13 @@
 
 from moalign.core.losses import dpo_loss
 from moalign.core.mopo import (
+    THRESHOLD_SOURCES,
     MOPODual,
+    WeightFn,
     adaptive_threshold,
     closed_form_log_ratio,
     constraint_estimate,
+    constraint_value,
     dual_step,
     lagged_reference_log_weight,
     lower_bound,
@@ -18,8 +21,8 @@ from moalign.core.mopo import (
 from moalign.core.pareto import dominates, front_dominance, hypervolume, non_dominated, non_dominated_mask
 
 __all__ = [
-    "MOPODual", "adaptive_threshold", "closed_form_log_ratio", "constraint_estimate", "dominates", "dpo_loss",
-    "dual_step", "front_dominance", "hypervolume", "lagged_reference_log_weight", "lower_bound", "lower_bound_dual",
-    "lower_bound_gradient_step", "non_dominated", "non_dominated_mask", "self_normalised_weights",
-    "symmetric_augmentation", "tabular_win_rates",
+    "THRESHOLD_SOURCES", "MOPODual", "WeightFn", "adaptive_threshold", "closed_form_log_ratio", "constraint_estimate",
+    "constraint_value", "dominates", "dpo_loss", "dual_step", "front_dominance", "hypervolume",
+    "lagged_reference_log_weight", "lower_bound", "lower_bound_dual", "lower_bound_gradient_step", "non_dominated",
+    "non_dominated_mask", "self_normalised_weights", "symmetric_augmentation", "tabular_win_rates",
 ]

@@ -27,11 +27,15 @@ Two deliberate departures from the printed paper, both documented in DESIGN.md:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 Tensor = torch.Tensor
+WeightFn = Callable[[Tensor], Tensor]
+"""``lambda (..., K-1) -> self-normalised weights (..., n)``: an injected closed-form ratio (see MOPODual.step)."""
+THRESHOLD_SOURCES = ("estimate", "lower_bound")
 
 
 # --------------------------------------------------------------------------- data
@@ -107,14 +111,18 @@ def constraint_estimate(weights: Tensor, secondary: Tensor, probs: Tensor | None
 
 
 # --------------------------------------------------------------------------- lower bound
-def _tilted_kl(chi: Tensor, z: Tensor, log_p: Tensor) -> tuple[Tensor, Tensor]:
-    """KL(q_chi || p) and E_q[z] for q_chi ∝ p exp(-z / chi), over the last dim."""
+def _tilted_kl(chi: Tensor, z: Tensor, log_p: Tensor) -> Tensor:
+    """KL(q_chi || p) for q_chi ∝ p exp(-z / chi), over the last dim."""
     logits = log_p - z / chi.unsqueeze(-1)
     log_q = torch.log_softmax(logits, dim=-1)
     q = log_q.exp()
     # 0 log 0 = 0: actions outside the support of p (p = 0, hence q = 0) add nothing, not NaN.
-    kl = torch.where(q > 0, q * (log_q - log_p), torch.zeros_like(q)).sum(dim=-1)
-    return kl, (q * z).sum(dim=-1)
+    return torch.where(q > 0, q * (log_q - log_p), torch.zeros_like(q)).sum(dim=-1)
+
+
+def _kl_gap(chi: Tensor, z: Tensor, eps: float | Tensor, log_p: Tensor) -> Tensor:
+    """:func:`lower_bound_kl_gap` with ``log p`` precomputed (the bisection calls it 60 times per solve)."""
+    return _tilted_kl(chi.unsqueeze(-1).expand(z.shape[:-1]), z, log_p).mean(dim=-1) - eps
 
 
 def lower_bound_dual(chi: Tensor, z: Tensor, eps: float | Tensor, probs: Tensor | None = None) -> Tensor:
@@ -143,9 +151,7 @@ def lower_bound_kl_gap(chi: Tensor, z: Tensor, eps: float | Tensor, probs: Tenso
     Decreasing in chi, so the maximiser of the concave dual is the root of
     this function (or chi -> 0 when it stays negative).
     """
-    log_p = _log_probs(z, probs)
-    kl, _ = _tilted_kl(chi.unsqueeze(-1).expand(z.shape[:-1]), z, log_p)
-    return kl.mean(dim=-1) - eps
+    return _kl_gap(chi, z, eps, _log_probs(z, probs))
 
 
 def lower_bound(
@@ -179,9 +185,10 @@ def lower_bound(
     eps_t = torch.as_tensor(eps, dtype=z.dtype, device=z.device)
     lo = torch.full(batch_shape, float(torch.log(torch.tensor(chi_range[0]))), dtype=z.dtype, device=z.device)
     hi = torch.full(batch_shape, float(torch.log(torch.tensor(chi_range[1]))), dtype=z.dtype, device=z.device)
+    log_p = _log_probs(z, probs)
     for _ in range(iterations):
         mid = 0.5 * (lo + hi)
-        gap = lower_bound_kl_gap(mid.exp(), z, eps_t, probs)
+        gap = _kl_gap(mid.exp(), z, eps_t, log_p)
         # gap > 0: KL too large, chi too small -> move right.
         lo = torch.where(gap > 0, mid, lo)
         hi = torch.where(gap > 0, hi, mid)
@@ -226,8 +233,39 @@ def dual_step(lam: Tensor, lower_bound_value: Tensor, threshold: Tensor, lr: flo
 
 
 def adaptive_threshold(previous_estimate: Tensor, beta: float | Tensor) -> Tensor:
-    """``b <- beta ⊙ G_hat`` of the previous iterate (§3.1, Alg. 1 line 10)."""
+    """``b <- beta ⊙ G_hat`` of the previous iterate (§3.1, Alg. 1 line 10).
+
+    ``previous_estimate`` is what :func:`constraint_value` returns for the lagged
+    policy: the paper's G_hat (``source='estimate'``) or its lower bound.
+    """
     return beta * previous_estimate
+
+
+def constraint_value(secondary: Tensor, source: str = "estimate", eps: float = 0.0, weights: Tensor | None = None,
+                     probs: Tensor | None = None, num_minibatches: int = 1) -> Tensor:
+    """The value that the adaptive threshold scales (Alg. 1 line 10), ``(..., K-1)``.
+
+    The policy is given by its self-normalised weights over the samples
+    (``weights`` ``(..., n)``; None: all 1, i.e. the reference/lagged policy
+    itself) and, in the tabular form, ``probs`` ``(..., n)`` over the actions.
+    ``secondary`` is ``(..., n, K-1)``.
+
+    * ``source='estimate'`` (the paper's rule): ``G_hat = E[w I_q]`` (eq. 10,
+      :func:`constraint_estimate`).
+    * ``source='lower_bound'`` (a variant): the exact pessimistic bound
+      ``LB(w I_q)`` of eq. (4)/(12) with radius ``eps`` and ``num_minibatches``
+      groups sharing chi -- the value MOPODual.step's lower bound takes at the
+      next iterate if the policy does not move, so ``LB >= beta * LB`` stays
+      attainable. Equal to the estimate for ``eps <= 0``.
+    """
+    if source not in THRESHOLD_SOURCES:
+        raise ValueError(f"source must be one of {THRESHOLD_SOURCES}, got {source!r}")
+    w = torch.ones(secondary.shape[:-1], dtype=secondary.dtype, device=secondary.device) if weights is None \
+        else weights
+    if source == "estimate" or eps <= 0:
+        return constraint_estimate(w, secondary, probs)
+    z_m, p_m = _minibatches(w, secondary, probs, num_minibatches)
+    return lower_bound(z_m, eps, p_m)[0]
 
 
 def lagged_reference_log_weight(logp_lagged: Tensor, logp_reference: Tensor, clip: float = 5.0) -> Tensor:
@@ -254,17 +292,24 @@ class MOPOStepOutput:
 
 @dataclass
 class MOPODual:
-    """The dual state of MOPO for one primary objective, and its per-batch update.
+    """The dual state of MOPO for one primary objective, and its per-batch update: Alg. 1 lines 5-7.
 
-    Holds lambda and chi (one per secondary objective) and the thresholds b;
-    ``step`` runs Alg. 1 lines 5-7 on a batch of rows and returns the
-    behaviour-cloning weights of line 8. Works for the tabular form (pass
-    per-action win rates and ``probs = pi_ref``) and the per-sample form
-    (pass the rows' labels, ``probs=None``). Leading dimensions broadcast.
+    This is the one implementation of the MOPO step: the language-model
+    trainer, the bandit of §4.1 (75 runs in one call) and the toy problem of
+    §2 all call :meth:`step`. Holds lambda and chi (one per secondary
+    objective) and the thresholds b; ``step`` returns the behaviour-cloning
+    weights of line 8. Works for the tabular form (pass per-action win rates
+    and ``probs = pi_ref``), the per-sample form (pass the rows' labels,
+    ``probs=None``), or any other closed-form ratio passed as ``weight_fn``.
+
+    Leading dimensions are independent problems: ``lam``, ``threshold`` and
+    ``chi`` are ``(..., K-1)`` and ``tau`` a float or a tensor of the leading
+    shape ``(...)`` (e.g. one run per (dataset, tau, seed)). The dual
+    quantities (G_hat, LB, chi, lambda) are computed in ``lam``'s dtype.
 
     ``lr_lambda``: dual step size. ``eps``: KL radius of the lower bound
-    (0 disables pessimism). ``chi_solver``: "exact" (bisection) or "gradient"
-    (the paper's projected step with ``lr_chi``).
+    (0 disables pessimism: LB = G_hat). ``chi_solver``: "exact" (bisection) or
+    "gradient" (the paper's projected step with ``lr_chi``).
     """
 
     lam: Tensor
@@ -286,36 +331,62 @@ class MOPODual:
     def weights(self, primary: Tensor, secondary: Tensor, extra_log_weight: Tensor | None = None,
                 probs: Tensor | None = None) -> Tensor:
         """Self-normalised ``rho_lambda`` (times the lagged-reference ratio) for the current lambda."""
-        log_w = closed_form_log_ratio(primary, secondary, self.lam.unsqueeze(-2), _expand_tau(self.tau, primary))
+        return self._weights_at(self.lam, primary, secondary, extra_log_weight, probs)
+
+    def _weights_at(self, lam: Tensor, primary: Tensor, secondary: Tensor, extra_log_weight: Tensor | None,
+                    probs: Tensor | None) -> Tensor:
+        """Eq. (11) (``log rho = (I_p + lambda^T I_q)/tau - 1``) plus ``extra_log_weight``, self-normalised."""
+        log_w = closed_form_log_ratio(primary, secondary, lam.unsqueeze(-2), _expand_tau(self.tau, primary))
         if extra_log_weight is not None:
             log_w = log_w + extra_log_weight
         return self_normalised_weights(log_w, probs)
 
-    def step(self, primary: Tensor, secondary: Tensor, extra_log_weight: Tensor | None = None,
-             probs: Tensor | None = None) -> MOPOStepOutput:
-        """Lower bound (line 5), dual step (line 6), new ratio (line 7).
+    def step(self, primary: Tensor | None, secondary: Tensor, extra_log_weight: Tensor | None = None,
+             probs: Tensor | None = None, weight_fn: WeightFn | None = None) -> MOPOStepOutput:
+        """G_hat and the lower bound (line 5), the dual step (line 6), the new ratio (line 7).
 
         ``primary`` ``(..., n)``, ``secondary`` ``(..., n, K-1)``,
-        ``extra_log_weight`` ``(..., n)`` (lagged reference), ``probs``
-        ``(..., n)`` for tabular expectations. The lower bound is computed on
-        ``Z = w * I_q`` split into ``num_minibatches`` groups (eq. 12).
+        ``extra_log_weight`` ``(..., n)`` (lagged reference, eq. 11 times
+        ``pi_lag / pi_ref``), ``probs`` ``(..., n)`` for tabular expectations.
+        The lower bound is computed on ``Z = w * I_q`` split into
+        ``num_minibatches`` groups (eq. 12); ``G_hat = E[w I_q]`` (eq. 10).
+
+        ``weight_fn`` (optional) replaces the closed-form ratio of eq. (11):
+        a map ``lambda -> w`` of self-normalised weights ``(..., n)`` (e.g. a
+        ratio averaged over rows, or normalised per context); then
+        ``primary`` and ``extra_log_weight`` must be None (fold them into
+        ``weight_fn``) and ``secondary`` is what G_hat and LB average.
         """
+        if weight_fn is not None and (primary is not None or extra_log_weight is not None):
+            raise ValueError("with `weight_fn`, pass primary=None and fold extra_log_weight into weight_fn")
+        if weight_fn is None and primary is None:
+            raise ValueError("MOPODual.step needs `primary` unless a `weight_fn` is given")
+
+        def ratio(lam: Tensor) -> Tensor:  # line 7: w = rho_lambda / E[rho_lambda]
+            if weight_fn is not None:
+                return weight_fn(lam)
+            return self._weights_at(lam, primary, secondary, extra_log_weight, probs)  # type: ignore[arg-type]
+
         with torch.no_grad():
-            w = self.weights(primary, secondary, extra_log_weight, probs)
-            z = (w.unsqueeze(-1) * secondary).movedim(-1, -2)  # (..., K-1, n)
-            p = None if probs is None else probs.unsqueeze(-2).expand_as(z)
-            z_m, p_m = _split(z, p, self.num_minibatches)
-            if self.eps <= 0:
-                lb = _mean(z_m, p_m).mean(dim=-1)
-            elif self.chi_solver == "exact":
-                lb, self.chi = lower_bound(z_m, self.eps, p_m)
-            else:
-                self.chi = lower_bound_gradient_step(self.chi, z_m, self.eps, self.lr_chi, p_m)
-                lb = torch.minimum(lower_bound_dual(self.chi, z_m, self.eps, p_m), _mean(z_m, p_m).mean(dim=-1))
-            estimate = constraint_estimate(w, secondary, probs)
-            self.lam = dual_step(self.lam, lb, self.threshold, self.lr_lambda)
-            new_w = self.weights(primary, secondary, extra_log_weight, probs)
+            w = ratio(self.lam)
+            estimate = constraint_estimate(w, secondary, probs).to(self.lam.dtype)  # G_hat, eq. (10)
+            lb = self._lower_bound(w, secondary, probs, estimate)  # line 5
+            self.lam = dual_step(self.lam, lb, self.threshold, self.lr_lambda)  # line 6, eq. (13)
+            new_w = ratio(self.lam)  # line 7
         return MOPOStepOutput(weights=new_w, estimate=estimate, lower_bound=lb, chi=self.chi, lam=self.lam)
+
+    def _lower_bound(self, w: Tensor, secondary: Tensor, probs: Tensor | None, estimate: Tensor) -> Tensor:
+        """Alg. 1 line 5: LB of ``Z = w I_q`` (eq. 12); updates chi. With eps = 0 and one group it is G_hat."""
+        if self.eps <= 0 and self.num_minibatches == 1:
+            return estimate
+        z_m, p_m = _minibatches(w, secondary, probs, self.num_minibatches, self.lam.dtype)
+        if self.eps <= 0:
+            return _mean(z_m, p_m).mean(dim=-1)
+        if self.chi_solver == "exact":
+            lb, self.chi = lower_bound(z_m, self.eps, p_m)
+            return lb
+        self.chi = lower_bound_gradient_step(self.chi, z_m, self.eps, self.lr_chi, p_m)
+        return torch.minimum(lower_bound_dual(self.chi, z_m, self.eps, p_m), _mean(z_m, p_m).mean(dim=-1))
 
     def state_dict(self) -> dict:
         return {"lam": self.lam.clone(), "chi": self.chi.clone(), "threshold": self.threshold.clone()}
@@ -332,13 +403,28 @@ def _expand_tau(tau: float | Tensor, like: Tensor) -> float | Tensor:
     return tau
 
 
+def _minibatches(w: Tensor, secondary: Tensor, probs: Tensor | None, m: int,
+                 dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor | None]:
+    """``Z = w I_q`` as ``(..., K-1, m, n // m)`` mini-batches (eq. 12) and their renormalised probs, in ``dtype``."""
+    z = (w.unsqueeze(-1) * secondary).movedim(-1, -2)  # (..., K-1, n)
+    p = None if probs is None else probs.unsqueeze(-2).expand_as(z)
+    if dtype is not None:
+        z, p = z.to(dtype), (None if p is None else p.to(dtype))
+    return _split(z, p, m)
+
+
 def _split(z: Tensor, p: Tensor | None, m: int) -> tuple[Tensor, Tensor | None]:
-    """Split the sample dimension into ``m`` equal mini-batches: ``(..., n) -> (..., m, n // m)``."""
+    """Split the sample dimension into ``m`` equal mini-batches: ``(..., n) -> (..., m, n // m)``.
+
+    With ``m > 1`` each group's probs are renormalised to sum to 1; a single
+    group keeps the caller's distribution as given.
+    """
     n = z.shape[-1]
     if m < 1 or n % m:
         raise ValueError(f"num_minibatches={m} must divide the batch size {n}")
     z = z.reshape(z.shape[:-1] + (m, n // m))
     if p is not None:
         p = p.reshape(p.shape[:-1] + (m, n // m))
-        p = p / p.sum(dim=-1, keepdim=True)
+        if m > 1:
+            p = p / p.sum(dim=-1, keepdim=True)
     return z, p

@@ -22,14 +22,16 @@ derivation and every unstated hyperparameter with its reason):
   ``loss = -sum_y pi_lag(y) w(y) log softmax(psi)_y`` (tabular eqs. 7/13: the
   expectation under ``pi_ref`` of ``rho log pi``, with ``pi_ref`` replaced by
   ``pi_lag`` -- the tabular form of re-weighting by ``pi_lag/pi_ref``). Its
-  gradient is ``softmax(psi) - pi_lag * w``; we apply it with a hand-written
-  Adam (same update as ``torch.optim.Adam``, tested against it) because
-  per-op overhead dominates at this size;
+  gradient ``softmax(psi) - pi_lag * w`` is written into ``psi.grad`` (no
+  autograd graph for 3 logits) and applied by ``torch.optim.Adam``, whose
+  update is elementwise, so one optimiser serves all runs' ``(R, 3)`` logits;
 * lines 9-11: every ``t0`` steps ``b <- beta * G_hat(pi_psi)`` (G_hat on the
   full augmented dataset, eq. 10; ``threshold_source='estimate'``, the paper's
   rule) or ``b <- beta * LB(pi_psi)`` (``'lower_bound'``, a variant: the exact
   pessimistic bound of the same quantity, which keeps ``LB >= b`` attainable)
-  and ``pi_lag <- pi_psi``.
+  -- :func:`moalign.core.mopo.adaptive_threshold` of
+  :func:`moalign.core.mopo.constraint_value`, the trainer's rule -- and
+  ``pi_lag <- pi_psi``.
 
 All (dataset, tau, seed) runs advance together as one tensor program: leading
 dimension R = datasets x taus x seeds. Randomness is drawn per seed (one
@@ -47,7 +49,13 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from moalign.core.mopo import MOPODual, lower_bound, symmetric_augmentation, tabular_win_rates
+from moalign.core.mopo import (
+    MOPODual,
+    adaptive_threshold,
+    constraint_value,
+    symmetric_augmentation,
+    tabular_win_rates,
+)
 
 ACTIONS = ("y1", "y2", "y3")
 NUM_ACTIONS = 3
@@ -314,33 +322,30 @@ def _chunk_win_rates(sweep: _Sweep, generators: list[torch.Generator], steps: in
     return tabular_win_rates(actions, labels, NUM_ACTIONS)[0]
 
 
-def _adam_step(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
-               step: int, lr: float, betas: tuple[float, float], eps: float) -> None:
-    """In-place Adam update, the same arithmetic as ``torch.optim.Adam`` (amsgrad off, no weight decay)."""
-    beta1, beta2 = betas
-    exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(eps)
-    param.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1**step))
-
-
 def adaptive_threshold_value(policy: torch.Tensor, secondary_rates: torch.Tensor, beta: float, source: str,
                              eps: float) -> torch.Tensor:
-    """The adaptive threshold of Alg. 1 line 10 for a tabular policy, ``(..., K-1)``.
+    """The adaptive threshold of Alg. 1 line 10 for a tabular policy, ``(..., K-1)``: the core rule.
 
     ``policy`` ``(..., 3)``, ``secondary_rates`` ``(..., 3, K-1)`` (full-data win rates).
-    ``source='estimate'``: ``beta * G_hat``, ``G_hat = sum_y pi(y) r_q(y)`` (eq. 10, the paper's rule).
-    ``source='lower_bound'``: ``beta * LB``, the exact pessimistic lower bound (eq. 4, radius ``eps``,
-    :func:`moalign.core.mopo.lower_bound`) of ``E_pi[r_q]`` over ``KL(pi_k || pi) <= eps``: the constrained
+    ``beta * constraint_value(...)`` (:func:`moalign.core.mopo.adaptive_threshold` of
+    :func:`moalign.core.mopo.constraint_value` with ``probs = policy``): ``source='estimate'`` scales
+    ``G_hat = sum_y pi(y) r_q(y)`` (eq. 10, the paper's rule); ``'lower_bound'`` the exact pessimistic
+    lower bound (eq. 4, radius ``eps``) of ``E_pi[r_q]`` over ``KL(pi_k || pi) <= eps``: the constrained
     quantity of the next phase, ``LB`` of ``Z = w r_q`` under ``pi_lag = pi``, evaluated at ``w = 1``
     (the policy not moving). ``LB <= G_hat``, equal for ``eps = 0``.
     """
-    if source == "estimate" or eps <= 0:
-        return beta * (policy.unsqueeze(-1) * secondary_rates).sum(dim=-2)
-    z = secondary_rates.movedim(-1, -2).unsqueeze(-2)  # (..., K-1, 1, 3): one batch of the 3 actions
-    probs = policy.unsqueeze(-2).unsqueeze(-2).expand_as(z)
-    lb, _ = lower_bound(z, eps, probs)
-    return beta * lb
+    return adaptive_threshold(constraint_value(secondary_rates, source, eps, probs=policy), beta)
+
+
+def behaviour_cloning_step(psi: torch.Tensor, optimiser: torch.optim.Optimizer, target: torch.Tensor) -> None:
+    """Alg. 1 line 8 for tabular policies ``softmax(psi)``: one optimiser step on the cloning loss, in place.
+
+    ``loss = -sum_y target(y) log softmax(psi)_y`` (eq. 13 with ``target = pi_lag * w``) has the gradient
+    ``softmax(psi) - target``; it is written into ``psi.grad`` directly (no autograd graph), which also works
+    under ``torch.inference_mode``. ``psi`` ``(..., 3)`` is the optimiser's parameter.
+    """
+    psi.grad = torch.softmax(psi, dim=-1) - target
+    optimiser.step()
 
 
 @contextmanager
@@ -388,7 +393,9 @@ def _simulate(config: BanditConfig, progress: bool) -> dict[str, torch.Tensor]:
 
     reference = torch.full((num_runs, NUM_ACTIONS), 1.0 / NUM_ACTIONS, dtype=dtype)
     psi = torch.zeros(num_runs, NUM_ACTIONS, dtype=dtype)  # softmax(0) = the uniform reference
-    exp_avg, exp_avg_sq = torch.zeros_like(psi), torch.zeros_like(psi)
+    # Elementwise, so one Adam over the (R, 3) logits is R independent Adams (Alg. 1 line 8).
+    optimiser = torch.optim.Adam([psi], lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
+                                 eps=config.adam_eps)
     if config.initial_threshold is None:  # the adaptive rule applied to the initial iterate pi_ref
         threshold = adaptive_threshold_value(reference, full_secondary, config.threshold_beta,
                                              config.threshold_source, config.lower_bound_eps)
@@ -432,9 +439,7 @@ def _simulate(config: BanditConfig, progress: bool) -> dict[str, torch.Tensor]:
         for i, t in enumerate(range(start + 1, stop + 1)):
             out = dual.step(primary[i], secondary[i], probs=pi_lag)  # Alg. 1 lines 5-7
             target = pi_lag * out.weights  # the closed-form policy pi* ∝ pi_lag rho_lambda
-            grad = torch.softmax(psi, dim=-1) - target  # d/dpsi of -sum_y target(y) log softmax(psi)_y
-            _adam_step(psi, grad, exp_avg, exp_avg_sq, t, config.lr,
-                       (config.adam_beta1, config.adam_beta2), config.adam_eps)
+            behaviour_cloning_step(psi, optimiser, target)  # line 8
             if lag and t % lag == 0:  # Alg. 1 lines 9-11
                 current = torch.softmax(psi, dim=-1)
                 if config.threshold_mode == "adaptive":

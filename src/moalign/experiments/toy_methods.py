@@ -8,7 +8,10 @@
   on D1, D2, DJ and D_C(w) for every w, all seeds, as one batch of networks.
 * :func:`train_mopo` -- Algorithm 1 (fixed thresholds b, lagged reference) for
   a sweep of b, each primary objective, all seeds, as one batch of networks,
-  trained only on the pairwise rows ``(x, y, y', I1, I2)``.
+  trained only on the pairwise rows ``(x, y, y', I1, I2)``. Lines 5-7 are
+  :meth:`moalign.core.mopo.MOPODual.step`, with this problem's closed-form
+  ratio (:class:`_ClosedFormRatio`, normalised per context) passed in as its
+  ``weight_fn``.
 
 Rows are grouped by (context node, first action[, labels]) after the symmetric
 augmentation of §3.1; every MOPO quantity is a sum over rows, so the grouped
@@ -17,6 +20,7 @@ computation is the per-row computation, only cheaper.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,11 +29,9 @@ from tqdm.auto import tqdm
 
 from moalign.core.losses import dpo_loss
 from moalign.core.mopo import (
+    MOPODual,
     closed_form_log_ratio,
-    constraint_estimate,
-    dual_step,
     lagged_reference_log_weight,
-    lower_bound,
     self_normalised_weights,
     symmetric_augmentation,
 )
@@ -339,12 +341,16 @@ def train_mopo(tables: PreferenceTables, thresholds: torch.Tensor, primaries: li
                seed: int, num_contexts: int = 201, progress: bool = True) -> dict:
     """Algorithm 1 with fixed thresholds and a lagged reference, for every (seed, primary, b) at once.
 
-    ``thresholds (S, P, K)``. Each step: weights from the closed-form ratio
-    (times the clipped lagged-reference ratio ``pi_lag / mu``), self-normalised
-    over the data; lambda's projected step on ``LB - b`` (LB = G_hat, the
-    data estimate of the next policy's secondary win rate, when
-    ``lower_bound_eps = 0``); the new weights; one Adam step of weighted
-    behaviour cloning; every ``lag_steps`` steps ``pi_lag <- pi``.
+    ``thresholds (S, P, K)``. Each step is :meth:`MOPODual.step` (lines 5-7)
+    with the toy's estimator injected as ``weight_fn``: weights from the
+    closed-form ratio (:class:`_ClosedFormRatio`, times the clipped
+    lagged-reference ratio ``pi_lag / mu``), self-normalised over the data
+    (per context or over the batch); G_hat and LB (= G_hat when
+    ``lower_bound_eps = 0``) of the units' secondary values under the data
+    distribution; lambda's projected step on ``LB - b``; the new weights.
+    Then one Adam step of weighted behaviour cloning (line 8); every
+    ``lag_steps`` steps ``pi_lag <- pi`` (line 11). The (S, P, K) runs are
+    MOPODual's leading dimensions, with one secondary objective.
     Training uses ``num_contexts`` context nodes (the tables' grid); returns
     probabilities ``(S, P, K, 201, A)`` on the evaluation grid, final lambdas and estimates.
     """
@@ -359,10 +365,13 @@ def train_mopo(tables: PreferenceTables, thresholds: torch.Tensor, primaries: li
     gen = torch.Generator().manual_seed(int(seed) * 104729 + 3)
     policy = BatchedPolicy(s * p * k, a_n, settings.hidden, generator=gen)
     opt = torch.optim.Adam(policy.parameters(), lr=settings.learning_rate)
-    lam = torch.zeros(s, p, k, 1, dtype=torch.float64)
-    b = thresholds.to(torch.float64)[..., None]
+    # lambda, chi and b in float64 (the dual arithmetic), the weights in float32
+    dual = MOPODual(lam=torch.zeros(s, p, k, 1, dtype=torch.float64), threshold=thresholds.to(torch.float64)[..., None],
+                    tau=settings.tau, eps=settings.lower_bound_eps, lr_lambda=settings.lambda_learning_rate,
+                    chi_solver="exact")
     ratio = _ClosedFormRatio(tables, settings, primaries)
     mass = ratio.mass
+    secondary = ratio.secondary[..., None]  # (S, P, 1, n, K-1 = 1): what G_hat and LB average
     repeat = mass.shape[-1] // (num_contexts * a_n)  # units per (g, a) cell: 4 for "sample_row", else 1
     per_context = mass.reshape(s, 1, 1, num_contexts, -1)
     per_context = per_context / per_context.sum(-1, keepdim=True).clamp_min(1e-30)
@@ -380,21 +389,12 @@ def train_mopo(tables: PreferenceTables, thresholds: torch.Tensor, primaries: li
         return self_normalised_weights(log_w.reshape(s, p, k, num_contexts, -1), per_context).reshape(log_w.shape)
 
     with torch.no_grad():
-        extra = lagged_weight()
-        w = weights(lam, extra)  # rho of the current lambda under the current lagged reference
-    estimate = torch.zeros_like(lam)
+        weight_fn = _LastWeights(weights, lagged_weight())
+    estimate = torch.zeros_like(dual.lam)
     for step in tqdm(range(settings.steps), desc="MOPO", disable=not progress, leave=False):
-        with torch.no_grad():
-            estimate = constraint_estimate(w, ratio.secondary[..., None], mass).double()  # G_hat (S, P, K, 1)
-            if settings.lower_bound_eps > 0:  # eq. (4)/(12) with one mini-batch: the whole data
-                lb, _ = lower_bound((w * ratio.secondary)[..., None, :].double(), settings.lower_bound_eps,
-                                    mass[..., None, :].expand(s, p, k, 1, -1).double())
-                lb = lb[..., None]
-            else:
-                lb = estimate
-            lam = dual_step(lam, lb, b, settings.lambda_learning_rate)  # line 6
-            w = weights(lam, extra)  # line 7
-            target = (w * mass).reshape(s, p, k, num_contexts, a_n, repeat).sum(-1)
+        out = dual.step(None, secondary, probs=mass, weight_fn=weight_fn)  # lines 5-7
+        estimate = out.estimate  # G_hat of the step's starting weights (S, P, K, 1)
+        target = (out.weights * mass).reshape(s, p, k, num_contexts, a_n, repeat).sum(-1)
         log_pi = policy.log_probs(x_nodes).reshape(s, p, k, num_contexts, a_n)
         loss = -(target * log_pi).sum()  # line 8: weighted behaviour cloning, eq. (13)
         opt.zero_grad()
@@ -402,7 +402,24 @@ def train_mopo(tables: PreferenceTables, thresholds: torch.Tensor, primaries: li
         opt.step()
         if (step + 1) % settings.lag_steps == 0:  # line 11: pi_lag <- pi
             with torch.no_grad():
-                extra = lagged_weight()
-                w = weights(lam, extra)
+                weight_fn = _LastWeights(weights, lagged_weight())
     probs = policy.probabilities(context_grid(NUM_CONTEXTS)).reshape(s, p, k, NUM_CONTEXTS, a_n)
-    return {"probs": probs, "lambda": lam[..., 0].numpy(), "estimate": estimate[..., 0].numpy()}
+    return {"probs": probs, "lambda": dual.lam[..., 0].numpy(), "estimate": estimate[..., 0].numpy()}
+
+
+class _LastWeights:
+    """``lambda -> w`` for MOPODual.step with a fixed lagged reference, remembering its last answer.
+
+    A step ends with the weights of the new lambda and the next step starts
+    from the same lambda (the same tensor), so they are computed once.
+    """
+
+    def __init__(self, weights: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], extra: torch.Tensor):
+        self.weights, self.extra = weights, extra
+        self.lam: torch.Tensor | None = None
+        self.value = torch.empty(0)
+
+    def __call__(self, lam: torch.Tensor) -> torch.Tensor:
+        if lam is not self.lam:
+            self.lam, self.value = lam, self.weights(lam, self.extra)
+        return self.value
