@@ -180,7 +180,7 @@ class HaMTrainer(WeightedLikelihoodTrainer):
         if not all(torch.equal(weights[0], w) for w in weights[1:]):
             return
         generator = torch.Generator().manual_seed(self.args.seed)
-        scale = noise * float(weights[0].float().std())
+        scale = noise * float(weights[0].detach().float().std())
         with torch.no_grad():
             for w in weights:
                 w.add_((torch.randn(w.shape, generator=generator) * scale).to(w))
