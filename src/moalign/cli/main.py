@@ -184,6 +184,7 @@ def command_prog(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command in ``argv`` (default ``sys.argv[1:]``); returns the exit code (see the module docstring)."""
+    from moalign.runtime import configure_cpu_threads; configure_cpu_threads()  # noqa: E702  before torch loads
     from moalign.cli.errors import report_error, pop_debug_flag
 
     argv, debug = pop_debug_flag(list(sys.argv[1:] if argv is None else argv))

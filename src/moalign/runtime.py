@@ -1,0 +1,113 @@
+"""CPU thread settings for training on a small, shared machine: idle OpenMP threads sleep instead of spinning.
+
+Why. torch 2.13's CPU wheel runs its intra-op parallelism (and MKL's and oneDNN's) on **GNU OpenMP**
+(``torch/lib/libgomp.so.1``; ``torch.__config__.parallel_info()`` reports ``ATen parallel backend:
+OpenMP``) with one thread per CPU, i.e. 2 on the 2-core machine. At the end of every parallel region a
+thread that finished its share busy-waits for the others: libgomp spins ``GOMP_SPINCOUNT`` = 300,000
+iterations (a few ms) before it sleeps (``OMP_DISPLAY_ENV=VERBOSE`` prints the value). Idle, the
+spin is cheap. When one other CPU-bound process runs beside moalign, three runnable threads share
+two cores: the thread that spins takes CPU time from the thread it waits for (or from the other
+process, whose core the scheduler then moves the straggler to), and every one of the thousands
+of parallel regions of a training step waits a scheduler time slice instead of microseconds.
+Measured with ``benchmarks/bench_contention.py`` (SmolLM2-135M, LoRA training steps and a
+greedy generation, idle vs beside a one-core busy loop; docs/benchmarks.md, "CPU contention"):
+the default settings ran ~10-20x slower under that load (``moalign demo --quick``: training
+steps 6 s -> 55 s, 110 s -> ~15 min overall); with ``OMP_WAIT_POLICY=PASSIVE`` (idle threads
+sleep at once) the same work ran within the 2.5x target of its idle time, while the idle time
+itself stayed within the measurement noise of the default's. See the docs for all runs.
+
+What :func:`configure_cpu_threads` does, and what it leaves alone:
+
+* it sets ``OMP_WAIT_POLICY=PASSIVE`` in ``os.environ`` **only if** none of the variables that
+  choose how OpenMP threads wait (:data:`WAIT_ENV_VARS`: ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT``
+  of GNU OpenMP, ``KMP_BLOCKTIME``/``KMP_LIBRARY`` of Intel OpenMP) is set, **and** no OpenMP
+  runtime is loaded yet: libgomp reads its environment once, when it is loaded (by
+  ``import torch``), so a later change has no effect on this process; then it changes nothing;
+* it never changes the number of threads: ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and
+  ``torch.set_num_threads`` stay the user's (a thread count set by the user is honoured by
+  torch as before). Passive waiting is what made 2 threads degrade gracefully; one thread was
+  measured as well (docs) and is slower idle.
+
+Where to call it. The ``moalign`` command calls it first thing in :func:`moalign.cli.main.main`,
+before anything imports torch. Library users (scripts and notebooks that do not go through the
+CLI) call it before the first ``import torch`` (or before importing anything that imports
+torch, e.g. transformers or most of moalign)::
+
+    from moalign.runtime import configure_cpu_threads
+    configure_cpu_threads()          # before `import torch`
+    import torch
+
+or set the variable in the shell: ``OMP_WAIT_POLICY=PASSIVE python train.py``. To keep libgomp's
+default busy-waiting under the CLI, set it explicitly (``GOMP_SPINCOUNT=300000`` is libgomp's
+default; ``OMP_WAIT_POLICY=ACTIVE`` spins far longer). This module imports neither torch nor
+transformers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+
+__all__ = ["WAIT_ENV_VARS", "THREAD_ENV_VARS", "ThreadSetup", "configure_cpu_threads", "openmp_loaded"]
+
+#: variables that choose how idle OpenMP threads wait; when any of them is set, the user has chosen
+WAIT_ENV_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "KMP_LIBRARY")
+#: thread-count variables: never set or changed here (reported in :class:`ThreadSetup` only)
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: the value set when the user chose nothing
+PASSIVE = "PASSIVE"
+#: file names of OpenMP runtimes (GNU, Intel, LLVM) as they appear in /proc/self/maps
+OPENMP_LIBRARIES = ("libgomp", "libiomp", "libomp")
+
+
+@dataclass(frozen=True)
+class ThreadSetup:
+    """What :func:`configure_cpu_threads` found and did.
+
+    ``wait_policy`` is ``"set"`` (``OMP_WAIT_POLICY=PASSIVE`` was set), ``"user"`` (the user set one of
+    :data:`WAIT_ENV_VARS`: left alone) or ``"too_late"`` (an OpenMP runtime was already loaded, e.g.
+    torch was imported first: nothing was changed). ``user_env`` holds the wait and thread variables
+    that were set before the call.
+    """
+
+    wait_policy: str
+    user_env: dict[str, str]
+
+    @property
+    def applied(self) -> bool:
+        return self.wait_policy == "set"
+
+
+def openmp_loaded() -> bool:
+    """Whether an OpenMP runtime may already be loaded in this process (then its environment is read).
+
+    True once torch is imported (it loads libgomp); otherwise looks for an OpenMP library in
+    ``/proc/self/maps`` (Linux). Where that file cannot be read, only the torch check is made.
+    """
+    if "torch" in sys.modules:
+        return True
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return any(name in line for line in maps for name in OPENMP_LIBRARIES)
+    except OSError:
+        return False
+
+
+def configure_cpu_threads(environ: MutableMapping[str, str] | None = None) -> ThreadSetup:
+    """Make idle OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``) unless the user chose otherwise.
+
+    Call it before ``import torch`` (see the module docstring: the OpenMP runtime reads its
+    environment when it is loaded). Leaves everything alone when one of :data:`WAIT_ENV_VARS` is
+    set or when an OpenMP runtime is already loaded; never changes thread counts. ``environ``
+    defaults to ``os.environ`` (a dict can be passed to see what would be done). Idempotent.
+    """
+    env = os.environ if environ is None else environ
+    user_env = {name: env[name] for name in WAIT_ENV_VARS + THREAD_ENV_VARS if name in env}
+    if any(name in env for name in WAIT_ENV_VARS):
+        return ThreadSetup("user", user_env)
+    if openmp_loaded():
+        return ThreadSetup("too_late", user_env)
+    env["OMP_WAIT_POLICY"] = PASSIVE
+    return ThreadSetup("set", user_env)
