@@ -20,6 +20,7 @@ from moalign.core import (
     adaptive_threshold,
     closed_form_log_ratio,
     constraint_estimate,
+    constraint_value,
     dual_step,
     lagged_reference_log_weight,
     lower_bound,
@@ -548,3 +549,86 @@ def test_mopo_dual_rejects_unknown_chi_solver_and_bad_minibatch_split():
     dual = MOPODual(lam=torch.zeros(1, dtype=F64), threshold=t64([0.5]), eps=0.1, num_minibatches=3)
     with pytest.raises(ValueError, match="must divide"):
         dual.step(t64([0.1, 0.2, 0.3, 0.4]), t64([[0.1], [0.2], [0.3], [0.4]]))
+
+
+# =========================================================================== one step for every caller
+def test_mopo_dual_weight_fn_drives_the_dual_step_by_hand():
+    """An injected ratio (the toy's form: eq. 11 normalised per context) drives MOPODual.step's line 5-7 update.
+
+    Truth by hand in NumPy: 6 rows in 2 contexts of 3, data mass m, weights w = rho / E_m[rho | context] with
+    rho = exp((p + lambda q) / tau - 1), G_hat = sum m w q, and lambda <- [lambda - lr (G_hat - b)]_+ (eps = 0,
+    LB = G_hat exactly). The weights are float32, lambda float64: the dual runs in lambda's dtype.
+    """
+    p_np, q_np = np.array([0.9, 0.4, 0.1, 0.7, 0.5, 0.2]), np.array([0.1, 0.5, 0.9, 0.2, 0.6, 0.8])
+    mass_np = np.array([0.1, 0.2, 0.2, 0.15, 0.15, 0.2])
+    tau, b, lr = 0.2, 0.62, 0.8
+    mass = torch.as_tensor(mass_np, dtype=torch.float32)
+
+    def weight_fn(lam: torch.Tensor) -> torch.Tensor:
+        log_rho = closed_form_log_ratio(torch.as_tensor(p_np, dtype=torch.float32),
+                                        torch.as_tensor(q_np, dtype=torch.float32)[:, None], lam.float(), tau)
+        per_context = (mass / mass.reshape(2, 3).sum(-1, keepdim=True).repeat_interleave(3)).reshape(2, 3)
+        return self_normalised_weights(log_rho.reshape(2, 3), per_context).reshape(6)
+
+    dual = MOPODual(lam=torch.zeros(1, dtype=F64), threshold=t64([b]), tau=tau, eps=0.0, lr_lambda=lr)
+    lam_hand = 0.0
+    for _ in range(40):
+        out = dual.step(None, torch.as_tensor(q_np, dtype=torch.float32)[:, None], probs=mass, weight_fn=weight_fn)
+        rho = np.exp((p_np + lam_hand * q_np) / tau - 1).reshape(2, 3)
+        m = mass_np.reshape(2, 3)
+        w = rho / ((m * rho).sum(-1, keepdims=True) / m.sum(-1, keepdims=True))
+        g_hat = float((m * w * q_np.reshape(2, 3)).sum())
+        lam_hand = max(lam_hand - lr * (g_hat - b), 0.0)
+        assert out.estimate.dtype == F64 and out.lam.dtype == F64
+        assert torch.equal(out.lower_bound, out.estimate)
+        assert out.estimate.item() == pytest.approx(g_hat, abs=1e-6)
+        assert dual.lam.item() == pytest.approx(lam_hand, abs=1e-5)
+    assert lam_hand > 0.1  # the constraint binds: the comparison is not between zeros
+    with pytest.raises(ValueError, match="weight_fn"):
+        dual.step(t64(p_np), t64(q_np)[:, None], weight_fn=weight_fn)
+    with pytest.raises(ValueError, match="primary"):
+        dual.step(None, t64(q_np)[:, None])
+
+
+def test_mopo_dual_batched_runs_equal_separate_runs():
+    """Leading dimensions are independent problems (the bandit's runs, the toy's (seed, primary, b) grid):
+    4 runs with their own data, tau and b in one MOPODual equal 4 separate ones (consistency, both solvers)."""
+    g = torch.Generator().manual_seed(5)
+    runs, n, steps = 4, 5, 30
+    P, Q = torch.rand(steps, runs, n, generator=g, dtype=F64), torch.rand(steps, runs, n, 2, generator=g, dtype=F64)
+    ref = torch.softmax(torch.randn(runs, n, generator=g, dtype=F64), -1)
+    tau, b = t64([0.1, 0.3, 0.5, 1.0]), torch.rand(runs, 2, generator=g, dtype=F64) * 0.4 + 0.4
+    for solver in ("exact", "gradient"):
+        settings = dict(eps=0.05, lr_lambda=0.5, chi_solver=solver, lr_chi=0.5)
+        batched = MOPODual(lam=torch.zeros(runs, 2, dtype=F64), threshold=b, tau=tau, **settings)
+        single = [MOPODual(lam=torch.zeros(2, dtype=F64), threshold=b[r], tau=float(tau[r]), **settings)
+                  for r in range(runs)]
+        for t in range(steps):
+            out = batched.step(P[t], Q[t], probs=ref)
+            for r, dual in enumerate(single):
+                one = dual.step(P[t, r], Q[t, r], probs=ref[r])
+                for name in ("weights", "estimate", "lower_bound", "chi", "lam"):
+                    torch.testing.assert_close(getattr(out, name)[r], getattr(one, name), rtol=0, atol=1e-12)
+        assert batched.lam.gt(1e-3).any()
+
+
+def test_constraint_value_is_the_estimate_or_the_scipy_lower_bound():
+    """Alg. 1 line 10's source rule: 'estimate' = sum_y p w q by hand; 'lower_bound' = SciPy's KL-ball minimum
+    (primal of eq. 4) of w q; the two agree at eps = 0; b = beta * value; mini-batches as in eq. (12)."""
+    q = t64([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]])
+    p, w, eps = t64([0.5, 0.3, 0.2]), t64([1.2, 0.8, 0.5]), 0.1
+    by_hand = (p[:, None] * w[:, None] * q).sum(0)
+    torch.testing.assert_close(constraint_value(q, "estimate", eps, weights=w, probs=p), by_hand, rtol=0, atol=1e-15)
+    torch.testing.assert_close(constraint_value(q, probs=p), p @ q, rtol=0, atol=1e-15)  # default: w = 1
+    torch.testing.assert_close(constraint_value(q, "lower_bound", 0.0, weights=w, probs=p), by_hand, rtol=0, atol=0)
+    lb = constraint_value(q, "lower_bound", eps, weights=w, probs=p)
+    for k in range(2):
+        assert lb[k].item() == pytest.approx(scipy_kl_ball_minimum((w * q[:, k]).numpy(), p.numpy(), eps), abs=1e-7)
+        assert lb[k] < by_hand[k] - 1e-3
+    np.testing.assert_allclose(adaptive_threshold(lb, 0.9).numpy(), 0.9 * lb.numpy(), rtol=1e-15)
+    # per-sample form with M = 2 groups sharing chi (the trainer's lower_bound_minibatches)
+    rows = torch.rand(8, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    grouped = constraint_value(rows, "lower_bound", eps, num_minibatches=2)
+    torch.testing.assert_close(grouped, lower_bound(rows.T.reshape(2, 2, 4), eps)[0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="source"):
+        constraint_value(q, "batch")

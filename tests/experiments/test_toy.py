@@ -219,3 +219,38 @@ def test_bandwidth_selection_pools_contexts_when_labels_ignore_x():
     chosen_b = select_bandwidths(sample_preference_data("B", 400_000, np.array([]), rng), 101, 51)
     assert chosen_a[0][0] >= 0.5 and chosen_a[1][0] >= 0.5
     assert chosen_b[0][0] <= 0.2
+
+
+def test_train_mopo_iterates_the_core_mopo_step(monkeypatch):
+    # Lines 5-7 of every MOPO step are moalign.core's MOPODual.step with the toy's ratio injected as weight_fn:
+    # one call per step, over the (seed, primary, b) grid as leading dimensions, and what train_mopo reports is
+    # what those calls returned (final lambda; G_hat of the last step, before its dual update).
+    import torch
+
+    from moalign.core.mopo import MOPODual
+    from moalign.experiments.toy_methods import MOPOSettings, preference_tables, threshold_range, train_mopo
+    from moalign.experiments.toy_problem import sample_preference_data
+
+    data = sample_preference_data("B", 20_000, np.array([]), np.random.default_rng(0))
+    tables = preference_tables([data], 11, 11, bandwidth_x=0.1, bandwidth_y=0.0)
+    ends = threshold_range(tables, 0)  # (1, 2): greedy and best secondary win rate
+    thresholds = (ends[:, :1] + torch.tensor([0.25, 0.75], dtype=torch.float64) * (ends[:, 1:] - ends[:, :1]))[:, None]
+    calls = []
+    step = MOPODual.step
+
+    def spy(self, primary, secondary, *args, **kwargs):
+        out = step(self, primary, secondary, *args, **kwargs)
+        calls.append((primary, kwargs.get("weight_fn"), out))
+        return out
+
+    monkeypatch.setattr(MOPODual, "step", spy)
+    settings = MOPOSettings("winrate", tau=0.02, lag_steps=3, steps=8, learning_rate=0.02, lambda_learning_rate=2.0,
+                            lag_clip=10.0, lower_bound_eps=0.0, hidden=4)
+    out = train_mopo(tables, thresholds, [0], settings, seed=0, num_contexts=11, progress=False)
+    assert len(calls) == settings.steps
+    assert all(primary is None and weight_fn is not None for primary, weight_fn, _ in calls)
+    last = calls[-1][2]
+    assert last.lam.shape == (1, 1, 2, 1) and last.lam.dtype == torch.float64
+    np.testing.assert_array_equal(out["lambda"], last.lam[..., 0].numpy())
+    np.testing.assert_array_equal(out["estimate"], last.estimate[..., 0].numpy())
+    assert (out["lambda"] > 0).any()  # a binding threshold moved lambda: the run is not trivial
