@@ -39,9 +39,8 @@ import torch
 from moalign.core.mopo import (
     MOPODual,
     adaptive_threshold,
-    constraint_estimate,
+    constraint_value,
     lagged_reference_log_weight,
-    lower_bound,
 )
 from moalign.trainers.base_trainer import MultiObjectiveTrainer, unwrap_multihead
 from moalign.trainers.mopo_config import MOPOConfig
@@ -146,12 +145,10 @@ class MOPOTrainer(MultiObjectiveTrainer):
 
     def _lagged_value(self, secondary: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
         """G_hat (or its lower bound) of the lagged policy on this batch: what b <- beta * (.) scales (§3.1)."""
-        lag_weights = torch.ones(secondary.shape[0]) if extra is None else torch.softmax(extra, 0) * extra.numel()
-        if self.args.threshold_source == "estimate" or self.args.lower_bound_eps <= 0:
-            return constraint_estimate(lag_weights, secondary)
-        z = (lag_weights.unsqueeze(-1) * secondary).T  # (K-1, n)
-        m = self.args.lower_bound_minibatches
-        return lower_bound(z.reshape(z.shape[0], m, -1), self.args.lower_bound_eps)[0]
+        lag_weights = None if extra is None else torch.softmax(extra, 0) * extra.numel()
+        args: MOPOConfig = self.args
+        return constraint_value(secondary, args.threshold_source, args.lower_bound_eps, weights=lag_weights,
+                                num_minibatches=args.lower_bound_minibatches)
 
     def _accumulate_lagged_value(self, head: int, secondary: torch.Tensor, extra: torch.Tensor | None) -> None:
         """Sum the lagged policy's value over the lag phase, for the adaptive thresholds."""
