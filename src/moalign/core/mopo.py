@@ -1,8 +1,8 @@
 """MOPO math: closed-form ratios, the pessimistic lower bound, the dual step.
 
-Everything here is pure torch and follows ``papers/mopo-paper.md`` §3 and
-App. A.4/A.5, with the decisions recorded in ``DESIGN.md`` ("MOPO as we
-implement it"). Notation: K objectives, one primary ``p`` and ``K-1``
+Everything here is pure torch and follows the MOPO paper (arXiv:2505.10892) §3 and
+App. A.4/A.5, with the decisions recorded in docs/design.md ("MOPO: paper
+to code"). Notation: K objectives, one primary ``p`` and ``K-1``
 secondary ``q``; a row is (x, y, y', I) with I in [0, 1]^K the probability /
 label that y beats y' on each objective.
 
@@ -11,7 +11,7 @@ synthetic benchmarks can run many independent problems (seeds x tau x
 datasets) in one tensor program, and the language-model trainer can call the
 very same code on a batch of sequences.
 
-Two deliberate departures from the printed paper, both documented in DESIGN.md:
+Two deliberate departures from the printed paper, both documented in docs/design.md (MOPO 2 and MOPO 3):
 
 * **Lower bound sign.** Eqs. (5), (8) and (12) print ``exp(+Z/chi)`` inside the
   log-mean-exp. With that sign the dual value is ``max_chi -chi log E exp(Z/chi)
@@ -84,7 +84,7 @@ def closed_form_log_ratio(primary: Tensor, secondary: Tensor, lam: Tensor, tau: 
 
 
 def self_normalised_weights(log_weights: Tensor, probs: Tensor | None = None) -> Tensor:
-    """Weights ``w = rho / E[rho]`` over the last dimension (DESIGN.md item 2).
+    """Weights ``w = rho / E[rho]`` over the last dimension (docs/design.md, MOPO 2).
 
     With ``probs=None`` the expectation is the plain batch mean, so the
     weights have mean 1 over the batch. With ``probs`` (e.g. pi_ref over the

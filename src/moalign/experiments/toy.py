@@ -112,7 +112,7 @@ class ToyConfig:
     mopo_normalise: str = field(default="context", metadata={
         "help": "Self-normalisation of the weights: 'context' (over the rows of each context node, so the next "
                 "policy is a distribution at every x, as the per-x closed form requires) or 'batch' (over all rows, "
-                "DESIGN.md item 2; tilts the context distribution by exp(./tau), docs/toy.md)."})
+                "docs/design.md, MOPO 2; tilts the context distribution by exp(./tau), docs/toy.md)."})
     mopo_lower_bound_eps: float = field(default=0.0, metadata={
         "help": "KL radius of the pessimistic lower bound (eq. 4); 0 constrains G_hat itself."})
     front_num_y: int = field(default=2001, metadata={"help": "Fine y grid of the true-front computation."})

@@ -383,7 +383,7 @@ def train_mopo(tables: PreferenceTables, thresholds: torch.Tensor, primaries: li
 
     def weights(lam_: torch.Tensor, extra_: torch.Tensor) -> torch.Tensor:
         log_w = ratio.log_ratio(lam_) + extra_
-        if settings.normalise == "batch":  # E_data[w] = 1 over all rows (DESIGN.md item 2)
+        if settings.normalise == "batch":  # E_data[w] = 1 over all rows (docs/design.md, MOPO 2)
             return self_normalised_weights(log_w, mass)
         # per context: E_data[w | x] = 1, i.e. pi_next(. | x) = pi_ref(. | x) w sums to 1 at every x
         return self_normalised_weights(log_w.reshape(s, p, k, num_contexts, -1), per_context).reshape(log_w.shape)
