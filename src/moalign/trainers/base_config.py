@@ -105,8 +105,8 @@ class MultiObjectiveConfig(TrainingArguments):
         for name in ("max_prompt_length", "max_completion_length", "head_rank", "lora_r"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_train_rows is not None and self.max_train_pairs < 1:
-            raise ValueError(f"max_train_rows must be >= 1 (or unset), got {self.max_train_pairs}")
+        if self.max_train_rows is not None and self.max_train_rows < 1:
+            raise ValueError(f"max_train_rows must be >= 1 (or unset), got {self.max_train_rows}")
         # The dataset's columns (preference, completion_a, scores, ...) are read by our collators.
         self.remove_unused_columns = False
         super().__post_init__()
