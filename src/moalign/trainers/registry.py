@@ -120,3 +120,10 @@ register_method(TrainingMethod(
     config="moalign.trainers.ric_config:RiCConfig",
     trainer="moalign.trainers.ric_trainer:RiCTrainer",
 ))
+register_method(TrainingMethod(
+    name="modpo",
+    description="MODPO (Zhou et al. 2023): DPO on one target objective's preferences with the other objectives' "
+                "weighted score differences as margins; one model per weight vector, pairwise data with scores",
+    config="moalign.trainers.modpo_config:MODPOConfig",
+    trainer="moalign.trainers.modpo_trainer:MODPOTrainer",
+))
