@@ -127,3 +127,10 @@ register_method(TrainingMethod(
     config="moalign.trainers.modpo_config:MODPOConfig",
     trainer="moalign.trainers.modpo_trainer:MODPOTrainer",
 ))
+register_method(TrainingMethod(
+    name="rewarded_soups",
+    description="Rewarded Soups: one GRPO-trained LoRA specialist per objective (TRL), then the soup of their "
+                "adapters for any weight vector; resumable; prompts",
+    config="moalign.trainers.rewarded_soups_config:RewardedSoupsConfig",
+    trainer="moalign.trainers.rewarded_soups_trainer:RewardedSoupsTrainer",
+))

@@ -1,0 +1,120 @@
+"""RL fine-tuning of the baselines through TRL's ``GRPOTrainer`` (Rewarded Soups' specialists, P-MORL).
+
+What TRL does for us: on-policy sampling of ``num_generations`` completions per prompt (through PEFT, adapter
+active), calling the reward functions with the dataset's other columns as keyword arguments, group-relative
+advantages, the clipped policy-gradient loss with a KL penalty to the reference (the base model: PEFT adapter
+disabled), checkpoints and resume. What we add: the mapping of our config onto ``GRPOConfig`` and ``LoraConfig``,
+the prompts in our data contract (text, or a user message when the chat template is used), and the
+resumable run directories (docs/baselines.md, "What TRL does for us").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moalign.trainers.base_config import MultiObjectiveConfig
+
+#: TrainingArguments fields copied from our config onto GRPOConfig
+SHARED_TRAINING_FIELDS = (
+    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "num_train_epochs",
+    "logging_steps", "save_steps", "save_total_limit", "seed", "data_seed", "use_cpu", "report_to", "bf16", "fp16",
+    "disable_tqdm", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm", "gradient_checkpointing",
+    "optim", "dataloader_num_workers",
+)
+DONE_FILE = "adapter_config.json"
+
+
+@dataclass
+class RLBaselineConfig(MultiObjectiveConfig):
+    """Fields shared by the RL baselines trained with TRL's GRPOTrainer (Rewarded Soups, P-MORL)."""
+
+    reward_functions: list[str] | None = field(
+        default=None,
+        metadata={"help": "One reward function per objective, in order (moalign.rewards.registry names, "
+                  "'hf:<path>', or 'py:<module>:<callable>'; 'name=spec' renames the objective), as MO-ODPO. "
+                  "Required."},
+    )
+    num_generations: int = field(default=4, metadata={"help": "Completions sampled per prompt (GRPO's group, >= 2)."})
+    kl_beta: float = field(default=0.05, metadata={"help": "KL coefficient to the base model (GRPOConfig.beta)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the completions."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus mass of the sampling (1 = off)."})
+    scale_rewards: str = field(default="group", metadata={"help": "GRPOConfig.scale_rewards: 'group', 'batch' or "
+                                                                   "'none' (advantages divided by the std)."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.reward_functions:
+            raise ValueError("reward_functions: name one reward function per objective, e.g. "
+                             "[positivity, conciseness]")
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (GRPO compares completions of a prompt), "
+                             f"got {self.num_generations}")
+        if self.kl_beta < 0:
+            raise ValueError(f"kl_beta must be >= 0, got {self.kl_beta}")
+
+
+def use_chat(config: MultiObjectiveConfig, tokenizer: Any) -> bool:
+    """Whether prompts go through the chat template (the family's rule: default when the tokenizer has one)."""
+    if config.use_chat_template is None:
+        return getattr(tokenizer, "chat_template", None) is not None
+    return bool(config.use_chat_template)
+
+
+def as_policy_prompt(prompt: Any, chat: bool) -> Any:
+    """A prompt as GRPO gets it: text stays text, or becomes one user message when the chat template is used."""
+    if chat and isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return prompt
+
+
+def grpo_arguments(config: RLBaselineConfig, output_dir: str | os.PathLike) -> Any:
+    """``trl.GRPOConfig`` for ``config`` (shared training fields, sampling, KL) writing to ``output_dir``."""
+    from trl import GRPOConfig
+
+    shared = {name: getattr(config, name) for name in SHARED_TRAINING_FIELDS}
+    return GRPOConfig(output_dir=str(output_dir), num_generations=config.num_generations, beta=config.kl_beta,
+                      temperature=config.temperature, top_p=config.top_p, scale_rewards=config.scale_rewards,
+                      max_completion_length=config.max_completion_length, logging_first_step=True,
+                      save_strategy="steps", **shared)
+
+
+def lora_arguments(config: MultiObjectiveConfig) -> Any:
+    """``peft.LoraConfig`` of the family's LoRA fields (all linear layers of the backbone by default)."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.lora_target_modules or "all-linear", task_type="CAUSAL_LM")
+
+
+def is_finished(directory: str | os.PathLike) -> bool:
+    """A run directory holds a final adapter (written only after its training finished)."""
+    return (Path(directory) / DONE_FILE).is_file()
+
+
+def train_grpo(config: RLBaselineConfig, reward_funcs: list[Callable[..., Any]], dataset: Any,
+               final_dir: str | os.PathLike, tokenizer: Any) -> Any:
+    """GRPO fine-tuning of a fresh base model with a LoRA adapter; the adapter is saved to ``final_dir``.
+
+    Checkpoints go to ``final_dir/checkpoints``; an interrupted run resumes from its last checkpoint. Returns
+    the GRPOTrainer.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import GRPOTrainer
+
+    from moalign.models.loading import load_base_model
+
+    if config.model_name_or_path is None:
+        raise ValueError("set model_name_or_path (a hub id, a local directory, or 'smollm2')")
+    final_dir = Path(final_dir)
+    checkpoints = final_dir / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    trainer = GRPOTrainer(model=load_base_model(config.model_name_or_path), reward_funcs=reward_funcs,
+                          args=grpo_arguments(config, checkpoints), train_dataset=dataset,
+                          processing_class=tokenizer, peft_config=lora_arguments(config))
+    trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)))
+    trainer.save_model(str(final_dir))
+    return trainer
