@@ -134,3 +134,10 @@ register_method(TrainingMethod(
     config="moalign.trainers.rewarded_soups_config:RewardedSoupsConfig",
     trainer="moalign.trainers.rewarded_soups_trainer:RewardedSoupsTrainer",
 ))
+register_method(TrainingMethod(
+    name="odpo_soups",
+    description="ODPO Soups: one MO-ODPO specialist per objective (one-hot fixed weights, no prompt "
+                "conditioning), then the soup of their adapters and heads for any weight vector; resumable; prompts",
+    config="moalign.trainers.odpo_soups_config:ODPOSoupsConfig",
+    trainer="moalign.trainers.odpo_soups_trainer:ODPOSoupsTrainer",
+))
