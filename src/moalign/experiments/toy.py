@@ -34,6 +34,7 @@ from moalign.experiments.toy_methods import (
     train_dpo,
     train_mopo,
 )
+from moalign.experiments.toy_ham_run import WL_METHODS, run_weighted_likelihood_methods
 from moalign.experiments.toy_plot import plot_toy
 from moalign.experiments.toy_problem import (
     NUM_CONTEXTS,
@@ -50,6 +51,7 @@ from moalign.experiments.toy_problem import (
 QUICK = {"num_rows": 20_000, "seeds": 1, "dc_weights": 5, "cop_thresholds": 9, "mopo_thresholds": 5,
          "dpo_steps": 150, "mopo_steps": 300, "front_num_y": 401, "front_num_weights": 401}
 PRIMARIES = {"r1": [0], "r2": [1], "both": [0, 1]}
+ALL_METHODS = ("cop", "dpo", "mopo", "ham", "sca", "ric")  # ham/sca/ric: toy_ham_run.py (tabular, pointwise rows)
 
 
 @dataclass
@@ -61,8 +63,9 @@ class ToyConfig:
     seeds: int = field(default=3, metadata={"help": "Independent datasets + initialisations; HV ratios are "
                                                     "reported as mean +- std over seeds."})
     seed: int = field(default=0, metadata={"help": "First seed; runs use seed, seed+1, ..., seed+seeds-1."})
-    methods: list[str] = field(default_factory=lambda: ["cop", "dpo", "mopo"], metadata={
-        "help": "Which methods to run: any of 'cop', 'dpo', 'mopo' (the uniform reference is always evaluated)."})
+    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS), metadata={
+        "help": "Which methods to run: any of 'cop', 'dpo', 'mopo', 'ham', 'sca', 'ric', space- or comma-separated "
+                "(the uniform reference is always evaluated)."})
     quick: bool = field(default=False, metadata={"help": f"Fast tier for tests/CI smoke (well under a minute): "
                                                           f"overrides {sorted(QUICK)}."})
     num_rows: int = field(default=4_000_000, metadata={
@@ -115,6 +118,18 @@ class ToyConfig:
                 "docs/design.md, MOPO 2; tilts the context distribution by exp(./tau), docs/toy.md)."})
     mopo_lower_bound_eps: float = field(default=0.0, metadata={
         "help": "KL radius of the pessimistic lower bound (eq. 4); 0 constrains G_hat itself."})
+    ham_ks: list[int] = field(default_factory=lambda: [2, 5, 10], metadata={
+        "help": "HaM: number of policies K, one HaM run per value (exact HV of eq. 6; toy_ham.py)."})
+    ham_steps: int = field(default=1000, metadata={"help": "Adam steps (full batch) of HaM, SCA and RiC's SFT."})
+    ham_learning_rate: float = field(default=0.05, metadata={"help": "Adam learning rate of HaM's and SCA's logits."})
+    ham_init_noise: float = field(default=0.1, metadata={
+        "help": "Std of the seeded N(0, .) added to the uniform initial logits (identical heads never separate)."})
+    ham_z_scale: float = field(default=2.0, metadata={
+        "help": "z of eq. 4 = ham_z_scale * max_j |F_j(uniform policy)| of the seed's data (the text trainer's rule)."})
+    ham_smooth_temperature: float | None = field(default=None, metadata={
+        "help": "None: the clip of eq. 4; t > 0: the softplus variant t*softplus(u/t)."})
+    ric_preferences: int = field(default=11, metadata={"help": "RiC: preferences (w, 1-w), w evenly in [0, 1]."})
+    ric_learning_rate: float = field(default=0.1, metadata={"help": "RiC: Adam learning rate of the SFT."})
     front_num_y: int = field(default=2001, metadata={"help": "Fine y grid of the true-front computation."})
     front_num_weights: int = field(default=2001, metadata={"help": "Weights w in [0, 1] of the true-front sweep."})
     reference_margin: float = field(default=0.1, metadata={
@@ -129,10 +144,12 @@ class ToyConfig:
                              f"got {self.mopo_primaries!r}")
         if self.seeds < 1:
             raise ValueError(f"ToyConfig.seeds must be >= 1, got {self.seeds}")
-        unknown = set(self.methods) - {"cop", "dpo", "mopo"}
+        methods = [m.strip() for item in self.methods for m in str(item).split(",") if m.strip()]
+        unknown = set(methods) - set(ALL_METHODS)
         if unknown:
-            raise ValueError(f"ToyConfig.methods has unknown entries {sorted(unknown)}; use 'cop', 'dpo', 'mopo'")
-        return replace(self, **QUICK) if self.quick else self
+            raise ValueError(f"ToyConfig.methods has unknown entries {sorted(unknown)}; use {', '.join(ALL_METHODS)}")
+        cfg = replace(self, methods=methods)
+        return replace(cfg, **QUICK) if cfg.quick else cfg
 
 
 def _round_probs(probs: np.ndarray) -> np.ndarray:
@@ -189,6 +206,9 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
         _run_dpo(cfg, datasets, seeds, dc_w, add, timings, progress)
     if "mopo" in cfg.methods:
         _run_mopo(cfg, datasets, seeds, add, timings, progress)
+    wl_run = None
+    if set(cfg.methods) & set(WL_METHODS):  # HaM, SCA, RiC on pointwise rows (toy_ham_run.py)
+        wl_run = run_weighted_likelihood_methods(cfg, seeds, add, timings, progress)
 
     # evaluation with the true rewards
     for p in policies:
@@ -209,6 +229,8 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
         "policies": [{**p, "probs": _json_rows(p["probs"])} for p in policies],
         "timings_s": {**timings, "total": time.time() - start},
     }
+    if wl_run is not None:
+        result["weighted_likelihood"] = wl_run.report(policies, front, methods)
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / f"toy_{cfg.set}.json", "w") as fh:
