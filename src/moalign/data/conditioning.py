@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "ConditioningSpec",
     "ConditioningTemplate",
     "DEFAULT_TEMPLATE",
     "format_weight_line",
@@ -272,3 +273,36 @@ def parse_conditioned_prompt(text: Prompt, template: ConditioningTemplate | None
             original = messages[1:]
     weights = tuple(values)
     return (original, weights, tuple(names)) if return_objectives else (original, weights)
+
+
+@dataclass(frozen=True)
+class ConditioningSpec:
+    """Everything that fixes how weights are written into prompts: objectives, wording, placement.
+
+    Saved by the MO-ODPO trainer (``mo_odpo_conditioning.json``) and carried by evaluation's
+    ``Policy.conditioned``, so that both call :func:`render_conditioned_prompt` with the same arguments.
+    """
+
+    objectives: tuple[str, ...]
+    template: ConditioningTemplate = DEFAULT_TEMPLATE
+    as_chat: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "objectives", tuple(str(o) for o in self.objectives))
+        if len(self.objectives) < 2:
+            raise ValueError(f"conditioning needs K >= 2 objectives, got {list(self.objectives)}")
+
+    def render(self, prompt: Prompt, weights: Sequence[float]) -> Prompt:
+        """:func:`render_conditioned_prompt` with this spec."""
+        return render_conditioned_prompt(prompt, weights, self.objectives, self.template, self.as_chat)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"objectives": list(self.objectives), "template": self.template.to_dict(), "as_chat": self.as_chat}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConditioningSpec:
+        unknown = set(data) - {"objectives", "template", "as_chat"}
+        if unknown:
+            raise ValueError(f"conditioning spec has unknown keys {sorted(unknown)}")
+        return cls(tuple(data["objectives"]), ConditioningTemplate.from_dict(data.get("template")),
+                   bool(data.get("as_chat", False)))

@@ -37,7 +37,7 @@ from transformers import Trainer
 
 from moalign.models.multihead import eval_mode
 from moalign.trainers.base_config import MultiObjectiveConfig
-from moalign.trainers.collator import PairwiseCollator, PointwiseCollator
+from moalign.trainers.collator import PairwiseCollator, PointwiseCollator, PromptCollator
 
 
 class MultiObjectiveTrainer(Trainer):
@@ -99,7 +99,10 @@ class MultiObjectiveTrainer(Trainer):
         """Restore what :meth:`method_state` returned."""
 
     def make_collator(self, tokenizer: Any, args: MultiObjectiveConfig, use_chat_template: bool) -> Any:
-        """The collator of ``data_kind`` rows: :class:`PairwiseCollator` or :class:`PointwiseCollator`."""
+        """The collator of ``data_kind`` rows: :class:`PairwiseCollator`, :class:`PointwiseCollator`, or
+        :class:`PromptCollator` (``"prompts"``: untokenised prompts for online methods)."""
+        if self.data_kind == "prompts":
+            return PromptCollator()
         collators = {"pairwise": PairwiseCollator, "pointwise": PointwiseCollator}
         if self.data_kind not in collators:
             raise NotImplementedError(f"{type(self).__name__}: no default collator for {self.data_kind!r} data "

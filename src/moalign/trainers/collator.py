@@ -93,6 +93,18 @@ class PointwiseCollator(SequenceCollator):
         return batch
 
 
+@dataclass
+class PromptCollator:
+    """Prompt-only rows (online methods such as MO-ODPO) passed through: ``prompt`` (a list of text or chat
+    prompts, untokenised: the method conditions and samples them itself) and ``index`` (``arange(B)``, a tensor
+    that shows the Trainer the batch size)."""
+
+    def __call__(self, rows: list[dict]) -> dict[str, Any]:
+        if not rows or any("prompt" not in r for r in rows):
+            raise ValueError("prompt rows need a 'prompt' column")
+        return {"prompt": [r["prompt"] for r in rows], "index": torch.arange(len(rows))}
+
+
 def _truncation_flag(row: dict, column: str) -> bool:
     """``row[column]`` (False when absent); anything but a boolean is an error, never read as truthy."""
     value = row.get(column, False)

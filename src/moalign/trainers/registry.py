@@ -114,6 +114,13 @@ register_method(TrainingMethod(
     trainer="moalign.trainers.sca_trainer:SCATrainer",
 ))
 register_method(TrainingMethod(
+    name="mo_odpo",
+    description="MO-ODPO: one prompt-conditioned policy; per prompt Dirichlet weights in a system instruction, "
+                "two on-policy samples labelled by the weighted rewards, DPO against the initial policy; prompts",
+    config="moalign.trainers.mo_odpo_config:MOODPOConfig",
+    trainer="moalign.trainers.mo_odpo_trainer:MOODPOTrainer",
+))
+register_method(TrainingMethod(
     name="ric",
     description="Rewards-in-Context: SFT with the normalised rewards written into the prompt; at inference the "
                 "preference is mapped to target rewards in the prompt; one head, pointwise data",
@@ -140,4 +147,11 @@ register_method(TrainingMethod(
                 "conditioning), then the soup of their adapters and heads for any weight vector; resumable; prompts",
     config="moalign.trainers.odpo_soups_config:ODPOSoupsConfig",
     trainer="moalign.trainers.odpo_soups_trainer:ODPOSoupsTrainer",
+))
+register_method(TrainingMethod(
+    name="p_morl",
+    description="P-MORL (MO-ODPO paper baseline): MO-ODPO's prompt conditioning on Dirichlet weights, RL "
+                "fine-tuning with TRL GRPO on the weighted normalised reward w^T r; prompts",
+    config="moalign.trainers.p_morl_config:PMORLConfig",
+    trainer="moalign.trainers.p_morl_trainer:PMORLTrainer",
 ))

@@ -32,6 +32,13 @@ def load_training_data(config: MultiObjectiveConfig, kind: str = "pairwise") -> 
     """The multi-objective dataset named by ``dataset_path`` or ``dataset_recipe`` (rows of ``kind``)."""
     from moalign.data import load_multi_objective
 
+    if kind == "prompts":  # online methods: prompts only, objectives named by the reward functions
+        from moalign.trainers.mo_odpo_trainer import load_prompt_data
+
+        if config.dataset_path is None and config.dataset_recipe is None:
+            raise ValueError("set dataset_path (a file or saved dataset with a 'prompt' column) or dataset_recipe")
+        return load_prompt_data(config, config.dataset_path, config.max_train_rows)
+
     if config.dataset_recipe is not None:
         from moalign.data import hub
         from moalign.rewards.registry import resolve_reward_functions
@@ -56,6 +63,10 @@ def load_eval_data(config: MultiObjectiveConfig, objectives: list[str], kind: st
     """The evaluation dataset of ``eval_dataset_path`` (same objectives as the training data), or None."""
     if config.eval_dataset_path is None:
         return None
+    if kind == "prompts":
+        from moalign.trainers.mo_odpo_trainer import load_prompt_data
+
+        return load_prompt_data(config, config.eval_dataset_path)
     from moalign.data import load_multi_objective
 
     data = load_multi_objective(config.eval_dataset_path, objectives=config.objectives or objectives, kind=kind)
