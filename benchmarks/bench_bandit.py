@@ -9,7 +9,8 @@ on the command line, e.g.::
     .venv/bin/python benchmarks/bench_bandit.py
     .venv/bin/python benchmarks/bench_bandit.py --lower_bound_eps 0 --out runs/bandit_eps0
     .venv/bin/python benchmarks/bench_bandit.py --lag_steps 0 --threshold_mode fixed --out runs/bandit_cop
-    .venv/bin/python benchmarks/bench_bandit.py --threshold_source lower_bound --out runs/bandit_lbsrc
+    .venv/bin/python benchmarks/bench_bandit.py --threshold_rule paper --out runs/bandit_paper
+    .venv/bin/python benchmarks/bench_bandit.py --threshold_rule primary_winrate --lower_bound_eps 0 --out runs/bandit_hyp
 
 The same flags work with ``moalign synthetic bandit``. ``run_bandit`` itself runs with one
 torch thread (see ``single_torch_thread``); ``main`` also sets it for the whole script.
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     steps = result["total_steps"]
     print(f"\nbandit sweep: {len(config.datasets)} datasets x {len(config.taus)} taus x {config.seeds} seeds "
           f"= {result['runs']} runs x {steps} steps (chi_solver={config.chi_solver}, eps={config.lower_bound_eps}, "
-          f"threshold_mode={config.threshold_mode}, threshold_source={config.threshold_source}, "
+          f"threshold_mode={config.threshold_mode}, threshold_rule={config.threshold_rule}, "
           f"lag_steps={config.lag_steps})")
     print(f"wall time: simulation {result['wall_time_s']:.2f} s, including JSON and PNG {total:.2f} s "
           f"(process CPU time {cpu:.2f} s; the machine is shared, so wall time depends on its load)")
@@ -43,13 +44,14 @@ def main(argv: list[str] | None = None) -> dict:
           f"{result['run_steps_per_s']:.0f} run-steps/s")
     print(f"outputs: {config.out}/bandit.json, {config.out}/bandit.png\n")
     print("final action probabilities, mean ± std over seeds")
-    print(f"{'dataset':8}{'tau':>6}   {'p(y1)':>15}{'p(y2)':>15}{'p(y3)':>15}{'lambda':>10}{'b':>8}")
+    print(f"{'dataset':8}{'tau':>6}   {'p(y1)':>15}{'p(y2)':>15}{'p(y3)':>15}{'lambda':>10}{'max':>8}{'b':>8}")
     for dataset, cells in result["final_probs"].items():
         for tau, cell in cells.items():
             probs = "".join(f"{m:>8.3f} ± {s:<5.3f}" for m, s in zip(cell["mean"], cell["std"]))
             lam = result["traces"]["lambda"][dataset][tau]["mean"][-1]
             b = result["traces"]["threshold"][dataset][tau]["mean"][-1]
-            print(f"{dataset:8}{tau:>6}   {probs}{lam:>10.3f}{b:>8.3f}")
+            lam_max = result["max_lambda"][dataset][tau]["mean"]
+            print(f"{dataset:8}{tau:>6}   {probs}{lam:>10.3f}{lam_max:>8.3f}{b:>8.3f}")
     return result
 
 

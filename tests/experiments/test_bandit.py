@@ -263,7 +263,7 @@ def test_run_bandit_writes_json_and_png(tmp_path) -> None:
     on_disk = json.loads((tmp_path / "run" / "bandit.json").read_text())
     assert on_disk == load_bandit_result(tmp_path / "run") == json.loads(json.dumps(result))
     for key in ("config", "final_probs", "curves", "traces", "logged_steps", "full_data_win_rates", "wall_time_s",
-                "cop_at_initial_threshold"):
+                "reference_solutions", "phases", "phase_steps", "max_lambda", "final_lambda"):
         assert key in on_disk
     assert on_disk["logged_steps"] == [0, 50, 100, 150, 200]
     assert set(on_disk["traces"]) == {"lambda", "threshold", "G_policy", "G_batch", "lower_bound", "chi"}

@@ -36,6 +36,22 @@ Tensor = torch.Tensor
 WeightFn = Callable[[Tensor], Tensor]
 """``lambda (..., K-1) -> self-normalised weights (..., n)``: an injected closed-form ratio (see MOPODual.step)."""
 THRESHOLD_SOURCES = ("estimate", "lower_bound")
+THRESHOLD_RULES = ("attained", "paper", "lower_bound")
+"""Adaptive threshold rules (Alg. 1 line 10 and our variants; docs/design.md, MOPO 7):
+
+* ``'attained'`` (our default, not in the paper): ``b <- beta * mean LB``, the mean over the
+  lag phase just ended of the lower bound the dual step compared with b (eq. 12 / line 5 of
+  the iterates of that phase) -- the same estimator, the same pessimism, the same noise.
+* ``'paper'``: ``b <- beta * G_hat`` of the lagged policy (Alg. 1 line 10 as printed);
+  with eps > 0 it asks the pessimistic bound for more than the policy attains, lambda diverges.
+* ``'lower_bound'``: ``b <- beta * LB`` of the lagged policy at ``w = 1`` (an earlier variant).
+"""
+CONSTRAINT_ESTIMATORS = ("policy", "row")
+"""Which weights the constraint estimate of the per-sample form uses (docs/design.md, MOPO 7):
+``'row'`` the closed-form ratio of each row's own labels (eq. 10 as printed: biased upward, the
+weight correlates with the row's own secondary label); ``'policy'`` the current policy's own
+ratio ``pi_theta / pi_ref`` (label-free, so unbiased for the policy's value, see
+:func:`policy_estimate_weights`)."""
 
 
 # --------------------------------------------------------------------------- data
@@ -223,13 +239,15 @@ def lower_bound_gradient_step(
 
 
 # --------------------------------------------------------------------------- dual and thresholds
-def dual_step(lam: Tensor, lower_bound_value: Tensor, threshold: Tensor, lr: float) -> Tensor:
+def dual_step(lam: Tensor, lower_bound_value: Tensor, threshold: Tensor, lr: float,
+              lam_max: float | None = None) -> Tensor:
     """Projected dual step ``lambda <- [lambda - lr (LB - b)]_+`` (eq. 13, Alg. 1 line 6).
 
     lambda grows while the lower bound violates the threshold and shrinks to
-    zero when the constraint is slack.
+    zero when the constraint is slack. ``lam_max`` (optional, not in the paper)
+    projects onto ``[0, lam_max]`` instead.
     """
-    return (lam - lr * (lower_bound_value - threshold)).clamp_min(0.0)
+    return (lam - lr * (lower_bound_value - threshold)).clamp(0.0, lam_max)
 
 
 def adaptive_threshold(previous_estimate: Tensor, beta: float | Tensor) -> Tensor:
@@ -266,6 +284,20 @@ def constraint_value(secondary: Tensor, source: str = "estimate", eps: float = 0
         return constraint_estimate(w, secondary, probs)
     z_m, p_m = _minibatches(w, secondary, probs, num_minibatches)
     return lower_bound(z_m, eps, p_m)[0]
+
+
+def policy_estimate_weights(policy_logp: Tensor, reference_logp: Tensor, clip: float = 5.0) -> Tensor:
+    """Label-free weights ``w~ = clip(pi_theta / pi_ref)`` self-normalised over the batch (docs/design.md, MOPO 7).
+
+    The constraint estimate of the per-sample form, ``G_hat = E[w I_q]`` (eq. 10),
+    is biased upward when ``w`` is the closed-form ratio of the row's own labels
+    (eq. 11): ``E[rho I_q] - E[E[rho|y] E[I_q|y]] = E[Cov(rho, I_q | y)] > 0`` for
+    lambda > 0. With the policy's own importance ratio the weight of a row does
+    not depend on its label, so ``mean(w~ I_q)`` estimates the policy's secondary
+    value ``E_{y~pi_theta} p_q(y > mu)`` (self-normalised importance sampling,
+    data ``y ~ mu ~ pi_ref``). ``policy_logp``/``reference_logp`` ``(..., n)``.
+    """
+    return self_normalised_weights((policy_logp - reference_logp).clamp(-clip, clip))
 
 
 def lagged_reference_log_weight(logp_lagged: Tensor, logp_reference: Tensor, clip: float = 5.0) -> Tensor:
@@ -321,6 +353,7 @@ class MOPODual:
     chi_solver: str = "exact"
     lr_chi: float = 0.01
     num_minibatches: int = 1
+    lam_max: float | None = None  # projection [0, lam_max] of line 6 (None: [0, inf) as printed)
 
     def __post_init__(self) -> None:
         if self.chi is None:
@@ -342,7 +375,8 @@ class MOPODual:
         return self_normalised_weights(log_w, probs)
 
     def step(self, primary: Tensor | None, secondary: Tensor, extra_log_weight: Tensor | None = None,
-             probs: Tensor | None = None, weight_fn: WeightFn | None = None) -> MOPOStepOutput:
+             probs: Tensor | None = None, weight_fn: WeightFn | None = None,
+             estimate_weights: Tensor | None = None) -> MOPOStepOutput:
         """G_hat and the lower bound (line 5), the dual step (line 6), the new ratio (line 7).
 
         ``primary`` ``(..., n)``, ``secondary`` ``(..., n, K-1)``,
@@ -356,6 +390,11 @@ class MOPODual:
         ratio averaged over rows, or normalised per context); then
         ``primary`` and ``extra_log_weight`` must be None (fold them into
         ``weight_fn``) and ``secondary`` is what G_hat and LB average.
+
+        ``estimate_weights`` (optional, ``(..., n)``, self-normalised) are the
+        weights of line 5 instead of the ratio's: e.g. the label-free
+        :func:`policy_estimate_weights` of the per-sample form (docs/design.md,
+        MOPO 7). The returned ``weights`` (line 7, for cloning) are the ratio's.
         """
         if weight_fn is not None and (primary is not None or extra_log_weight is not None):
             raise ValueError("with `weight_fn`, pass primary=None and fold extra_log_weight into weight_fn")
@@ -368,10 +407,10 @@ class MOPODual:
             return self._weights_at(lam, primary, secondary, extra_log_weight, probs)  # type: ignore[arg-type]
 
         with torch.no_grad():
-            w = ratio(self.lam)
+            w = ratio(self.lam) if estimate_weights is None else estimate_weights
             estimate = constraint_estimate(w, secondary, probs).to(self.lam.dtype)  # G_hat, eq. (10)
             lb = self._lower_bound(w, secondary, probs, estimate)  # line 5
-            self.lam = dual_step(self.lam, lb, self.threshold, self.lr_lambda)  # line 6, eq. (13)
+            self.lam = dual_step(self.lam, lb, self.threshold, self.lr_lambda, self.lam_max)  # line 6, eq. (13)
             new_w = ratio(self.lam)  # line 7
         return MOPOStepOutput(weights=new_w, estimate=estimate, lower_bound=lb, chi=self.chi, lam=self.lam)
 

@@ -25,13 +25,13 @@ derivation and every unstated hyperparameter with its reason):
   gradient ``softmax(psi) - pi_lag * w`` is written into ``psi.grad`` (no
   autograd graph for 3 logits) and applied by ``torch.optim.Adam``, whose
   update is elementwise, so one optimiser serves all runs' ``(R, 3)`` logits;
-* lines 9-11: every ``t0`` steps ``b <- beta * G_hat(pi_psi)`` (G_hat on the
-  full augmented dataset, eq. 10; ``threshold_source='estimate'``, the paper's
-  rule) or ``b <- beta * LB(pi_psi)`` (``'lower_bound'``, a variant: the exact
-  pessimistic bound of the same quantity, which keeps ``LB >= b`` attainable)
-  -- :func:`moalign.core.mopo.adaptive_threshold` of
-  :func:`moalign.core.mopo.constraint_value`, the trainer's rule -- and
-  ``pi_lag <- pi_psi``.
+* lines 9-11: every ``t0`` steps the threshold (``threshold_rule``): ``'attained'`` (default,
+  ours) ``b <- beta * mean LB`` over the phase just ended, the bound the dual step compared with b;
+  ``'paper'`` ``b <- beta * G_hat(pi_psi)`` (G_hat on the full augmented dataset, eq. 10, as
+  printed; diverges for eps > 0); ``'lower_bound'`` ``b <- beta * LB(pi_psi)`` (full data, w = 1);
+  ``'primary_winrate'`` (a hypothesis about Figure 4, not in the paper) ``b <- beta * F_hat(pi_psi)``
+  -- :func:`moalign.core.mopo.adaptive_threshold`, the trainer's rule -- and ``pi_lag <- pi_psi``
+  (``snapshot_time='lagged'``: ``pi_psi^(t - t0)`` as printed).
 
 All (dataset, tau, seed) runs advance together as one tensor program: leading
 dimension R = datasets x taus x seeds. Randomness is drawn per seed (one
@@ -42,25 +42,27 @@ so a run's trajectory does not depend on which other runs share the program.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
 from moalign.core.mopo import (
+    THRESHOLD_RULES,
     MOPODual,
     adaptive_threshold,
     constraint_value,
     symmetric_augmentation,
     tabular_win_rates,
 )
+from moalign.experiments.bandit_cop import solve_cop, solve_phase  # noqa: F401  (re-exported)
+from moalign.experiments.bandit_steps import behaviour_cloning_step, single_torch_thread  # noqa: F401
 
 ACTIONS = ("y1", "y2", "y3")
 NUM_ACTIONS = 3
 NUM_OBJECTIVES = 2
 QUICK_STEPS = 2000
+BANDIT_THRESHOLD_RULES = (*THRESHOLD_RULES, "primary_winrate")
 
 # §4.1, exactly as printed: (first action, second action, (I_1, I_2)); y_i is index i-1.
 DATASETS: dict[str, tuple[tuple[int, int, tuple[float, float]], ...]] = {
@@ -136,27 +138,48 @@ class BanditConfig:
     threshold_mode: str = field(
         default="adaptive",
         metadata={"help": "'adaptive': every lag_steps, b <- threshold_beta * G_hat(pi_psi) (§3.1, Alg. 1 line 10; "
-                  "G_hat or LB per threshold_source); 'fixed': b = initial_threshold throughout (the COP of eq. 1)."},
+                  "per threshold_rule); 'fixed': b = initial_threshold throughout (the COP of eq. 1)."},
     )
     initial_threshold: float | None = field(
         default=None,
         metadata={"help": "b^(0) in [0, 1] (unstated). None: the adaptive rule applied to the initial iterate "
                   "pi_ref on the full augmented data: threshold_beta * G_hat(pi_ref) (0.5 * beta on D1-D4, beta / 3 "
-                  "on D5) with threshold_source 'estimate', threshold_beta * LB(pi_ref) with 'lower_bound'."},
+                  "on D5) with threshold_rule 'paper', threshold_beta * LB(pi_ref) with 'lower_bound' and 'attained', "
+                  "threshold_beta * F_hat(pi_ref) with 'primary_winrate'."},
     )
     threshold_beta: float = field(
         default=0.9995,
         metadata={"help": "Relaxation beta of b <- beta * G_hat (unstated for the bandit; Table 2's 0.9995)."},
     )
-    threshold_source: str = field(
-        default="estimate",
-        metadata={"help": "What the adaptive threshold scales (also b^(0) when initial_threshold is None). "
-                  "'estimate' (default, the paper's literal Alg. 1 line 10): b <- beta * G_hat(pi_psi), the plain "
-                  "full-data estimate. 'lower_bound' (a variant, not in the paper): b <- beta * LB(pi_psi), the "
-                  "exact pessimistic lower bound (radius lower_bound_eps) of the same quantity under the new lagged "
-                  "reference pi_lag = pi_psi, i.e. the value the constrained LB takes if the policy does not move; "
-                  "this keeps LB >= b attainable, which 'estimate' does not when lower_bound_eps > 0. Identical "
-                  "for lower_bound_eps = 0."},
+    threshold_rule: str = field(
+        default="attained",
+        metadata={"help": "Adaptive threshold rule of Alg. 1 line 10 (also b^(0) when initial_threshold is None). "
+                  "'attained' (default; ours, not in the paper): b <- beta * the mean, over the lag phase just "
+                  "ended, of the lower bound the dual step compared with b -- the constraint is set from the very "
+                  "estimator it is checked with, so lambda stays bounded (docs/bandit.md). 'paper': b <- beta * "
+                  "G_hat(pi_psi), the printed rule; with lower_bound_eps > 0 it asks the pessimistic bound for more "
+                  "than any policy attains and lambda diverges (documented with its trajectory). 'lower_bound': "
+                  "b <- beta * LB(pi_psi) on the full data at w = 1 (an earlier variant; mini-batch noise still "
+                  "ratchets D1, D2, D4). 'primary_winrate': HYPOTHESIS, not in the paper -- b <- beta * F_hat(pi_psi), "
+                  "the previous policy's PRIMARY win rate (use with lower_bound_eps 0); a guess at how Figure 4 was "
+                  "produced (it lands on the equal-win-rate points)."},
+    )
+    threshold_source: str | None = field(
+        default=None,
+        metadata={"help": "Deprecated alias of threshold_rule kept for old commands: 'estimate' = threshold_rule "
+                  "'paper', 'lower_bound' = 'lower_bound'. None: use threshold_rule."},
+    )
+    lambda_max: float | None = field(
+        default=None,
+        metadata={"help": "Project lambda onto [0, lambda_max] in the dual step (not in the paper; None = [0, inf) as "
+                  "printed). A candidate fix compared in docs/bandit.md; it bounds lambda but not the violation."},
+    )
+    snapshot_time: str = field(
+        default="current",
+        metadata={"help": "Which iterate becomes the lagged reference (and, for 'paper'/'lower_bound'/"
+                  "'primary_winrate', the threshold's source) at t mod t0 = 0: 'current' = pi_psi at step t (ours), "
+                  "'lagged' = pi_psi^(t - t0) as printed in Alg. 1 lines 10-11 (the iterate of the previous update; "
+                  "pi_ref at the first)."},
     )
     lag_steps: int | None = field(
         default=500,
@@ -195,8 +218,16 @@ class BanditConfig:
         _check(self.initial_threshold is None or 0 <= self.initial_threshold <= 1, "initial_threshold",
                self.initial_threshold, "None or a value in [0, 1]")
         _check(0 < self.threshold_beta <= 1, "threshold_beta", self.threshold_beta, "a value in (0, 1]")
-        _check(self.threshold_source in ("estimate", "lower_bound"), "threshold_source", self.threshold_source,
-               "'estimate' or 'lower_bound'")
+        _check(self.threshold_source in (None, "estimate", "lower_bound"), "threshold_source",
+               self.threshold_source, "None, 'estimate' or 'lower_bound'")
+        if self.threshold_source is not None:  # the old field name: map it onto the rule
+            self.threshold_rule = {"estimate": "paper", "lower_bound": "lower_bound"}[self.threshold_source]
+            self.threshold_source = None
+        _check(self.threshold_rule in BANDIT_THRESHOLD_RULES, "threshold_rule", self.threshold_rule,
+               f"one of {BANDIT_THRESHOLD_RULES}")
+        _check(self.lambda_max is None or self.lambda_max > 0, "lambda_max", self.lambda_max, "None or > 0")
+        _check(self.snapshot_time in ("current", "lagged"), "snapshot_time", self.snapshot_time,
+               "'current' or 'lagged'")
         _check(self.lag_steps is None or (isinstance(self.lag_steps, int) and self.lag_steps >= 0), "lag_steps",
                self.lag_steps, "None or an integer >= 0")
         _check(self.dtype in ("float64", "float32"), "dtype", self.dtype, "'float64' or 'float32'")
@@ -237,37 +268,6 @@ def full_data_win_rates(name: str, dtype: torch.dtype = torch.float64) -> torch.
     """
     first, _, labels = augmented_dataset(name, dtype)
     return tabular_win_rates(first, labels, NUM_ACTIONS)[0]
-
-
-def solve_cop(primary: torch.Tensor, secondary: torch.Tensor, reference: torch.Tensor, tau: float,
-              threshold: float) -> torch.Tensor:
-    """Exact solution of the tabular COP ``max_pi pi.P - tau KL(pi||ref) s.t. pi.Q >= b`` (eq. 1/2).
-
-    Closed form ``pi_lambda ∝ ref exp((P + lambda Q)/tau)`` (Prop. 3.1) with the
-    scalar multiplier found by Brent's method on ``pi_lambda.Q = b`` (``pi.Q``
-    is non-decreasing in lambda). Raises if ``b`` exceeds ``max Q`` (infeasible).
-    Used for the analysis in docs/bandit.md.
-    """
-    from scipy.optimize import brentq
-
-    p, q, ref = (t.detach().double() for t in (primary, secondary, reference))
-
-    def policy(lam: float) -> torch.Tensor:
-        return torch.softmax(torch.log(ref) + (p + lam * q) / tau, dim=-1)
-
-    def gap(lam: float) -> float:
-        return float(policy(lam) @ q) - threshold
-
-    if gap(0.0) >= 0:
-        return policy(0.0)
-    if threshold > float(q[ref > 0].max()) - 1e-12:
-        raise ValueError(f"threshold {threshold} is infeasible: the largest secondary win rate is {float(q.max())}")
-    hi = 1.0
-    while gap(hi) < 0:
-        hi *= 2.0
-        if hi > 1e8:
-            raise ValueError(f"threshold {threshold} is not reachable with a finite lambda (max Q = {float(q.max())})")
-    return policy(brentq(gap, 0.0, hi, xtol=1e-14))
 
 
 # --------------------------------------------------------------------------- simulation
@@ -322,50 +322,46 @@ def _chunk_win_rates(sweep: _Sweep, generators: list[torch.Generator], steps: in
     return tabular_win_rates(actions, labels, NUM_ACTIONS)[0]
 
 
-def adaptive_threshold_value(policy: torch.Tensor, secondary_rates: torch.Tensor, beta: float, source: str,
-                             eps: float) -> torch.Tensor:
-    """The adaptive threshold of Alg. 1 line 10 for a tabular policy, ``(..., K-1)``: the core rule.
+def adaptive_threshold_value(policy: torch.Tensor, secondary_rates: torch.Tensor, beta: float, rule: str,
+                             eps: float, primary_rates: torch.Tensor | None = None) -> torch.Tensor:
+    """The adaptive threshold of Alg. 1 line 10 computed from a tabular policy, ``(..., K-1)``: the core rule.
 
     ``policy`` ``(..., 3)``, ``secondary_rates`` ``(..., 3, K-1)`` (full-data win rates).
     ``beta * constraint_value(...)`` (:func:`moalign.core.mopo.adaptive_threshold` of
-    :func:`moalign.core.mopo.constraint_value` with ``probs = policy``): ``source='estimate'`` scales
-    ``G_hat = sum_y pi(y) r_q(y)`` (eq. 10, the paper's rule); ``'lower_bound'`` the exact pessimistic
-    lower bound (eq. 4, radius ``eps``) of ``E_pi[r_q]`` over ``KL(pi_k || pi) <= eps``: the constrained
-    quantity of the next phase, ``LB`` of ``Z = w r_q`` under ``pi_lag = pi``, evaluated at ``w = 1``
-    (the policy not moving). ``LB <= G_hat``, equal for ``eps = 0``.
+    :func:`moalign.core.mopo.constraint_value` with ``probs = policy``): ``rule='paper'`` (or the old
+    name ``'estimate'``) scales ``G_hat = sum_y pi(y) r_q(y)`` (eq. 10, the printed rule); ``'lower_bound'`` and
+    ``'attained'`` the exact pessimistic lower bound (eq. 4, radius ``eps``) of ``E_pi[r_q]`` over
+    ``KL(pi_k || pi) <= eps`` (``'attained'`` uses it for b^(0) only; later thresholds come from the phase's
+    own bounds, see :func:`simulate`); ``'primary_winrate'`` (hypothesis, not in the paper) scales the
+    policy's PRIMARY win rate ``F_hat = sum_y pi(y) r_p(y)`` (``primary_rates`` ``(..., 3)``).
     """
+    if rule == "primary_winrate":
+        value = constraint_value(primary_rates.unsqueeze(-1), "estimate", 0.0, probs=policy)
+        return adaptive_threshold(value.expand(secondary_rates.shape[:-2] + secondary_rates.shape[-1:]), beta)
+    source = "estimate" if rule in ("paper", "estimate") else "lower_bound"
     return adaptive_threshold(constraint_value(secondary_rates, source, eps, probs=policy), beta)
 
 
-def behaviour_cloning_step(psi: torch.Tensor, optimiser: torch.optim.Optimizer, target: torch.Tensor) -> None:
-    """Alg. 1 line 8 for tabular policies ``softmax(psi)``: one optimiser step on the cloning loss, in place.
-
-    ``loss = -sum_y target(y) log softmax(psi)_y`` (eq. 13 with ``target = pi_lag * w``) has the gradient
-    ``softmax(psi) - target``; it is written into ``psi.grad`` directly (no autograd graph), which also works
-    under ``torch.inference_mode``. ``psi`` ``(..., 3)`` is the optimiser's parameter.
-    """
-    psi.grad = torch.softmax(psi, dim=-1) - target
-    optimiser.step()
+STANDSTILL_BATCHES = 64
 
 
-@contextmanager
-def single_torch_thread() -> Iterator[None]:
-    """Run the enclosed code with ``torch.set_num_threads(1)``; restore the previous count afterwards.
-
-    The simulation is thousands of sequential steps of ~20 ops on (75, 3) tensors: per-op overhead, not
-    arithmetic, is the cost, and intra-op threading only adds synchronisation. On a loaded 2-core machine
-    torch's default of 2 threads made every op wait for a busy core: the quick tier ran at ~40 steps/s
-    instead of ~1600 with one thread.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def _standstill_bound(sweep: _Sweep, generators: list[torch.Generator], policy: torch.Tensor, q_idx: list[int],
+                      config: BanditConfig) -> torch.Tensor:
+    """``E_batch[LB(r_hat_q; pi)]``: the lower bound the new reference ``pi`` attains by not moving (w = 1), as
+    the dual step measures it (same batch size, sampling and eps), averaged over STANDSTILL_BATCHES
+    mini-batches from the rule's own stream: ``(R, K-1)``. With full data it is the exact LB."""
+    rates = _chunk_win_rates(sweep, generators, STANDSTILL_BATCHES, config.batch_size, config.sampling)
+    if config.sampling == "full":
+        rates = rates[:1]
+    value = constraint_value(rates[..., q_idx], "lower_bound", config.lower_bound_eps, probs=policy)  # (n, R, K-1)
+    return value.mean(dim=0)
 
 
 TRACE_NAMES = ("lambda", "threshold", "G_policy", "G_batch", "lower_bound", "chi")
+PHASE_NAMES = ("lambda", "threshold", "G_policy", "lower_bound", "G_batch")
+"""Per lag phase (recorded at its end, t mod t0 = 0): lambda at the end, the threshold b that was in force,
+the full-data G_hat of pi_psi at the end, and the means over the phase of the lower bound and the mini-batch
+G_hat that the dual step computed (the quantities b was checked against)."""
 
 
 def simulate(config: BanditConfig, progress: bool = True) -> dict[str, torch.Tensor]:
@@ -387,6 +383,8 @@ def _simulate(config: BanditConfig, progress: bool) -> dict[str, torch.Tensor]:
     sweep = _build_sweep(config, dtype)
     num_runs = sweep.run_dataset.numel()
     generators = [torch.Generator().manual_seed(config.seed + s) for s in range(config.seeds)]
+    # a separate stream for the threshold rule's own mini-batches: the training batches stay those of other rules
+    threshold_generators = [torch.Generator().manual_seed(10_007 + config.seed + s) for s in range(config.seeds)]
     p_idx = config.primary_objective
     q_idx = [k for k in range(NUM_OBJECTIVES) if k != p_idx]
     full_secondary = sweep.full_rates[sweep.run_dataset][..., q_idx]  # (R, 3, K-1)
@@ -396,9 +394,10 @@ def _simulate(config: BanditConfig, progress: bool) -> dict[str, torch.Tensor]:
     # Elementwise, so one Adam over the (R, 3) logits is R independent Adams (Alg. 1 line 8).
     optimiser = torch.optim.Adam([psi], lr=config.lr, betas=(config.adam_beta1, config.adam_beta2),
                                  eps=config.adam_eps)
+    full_primary = sweep.full_rates[sweep.run_dataset][..., p_idx]  # (R, 3)
     if config.initial_threshold is None:  # the adaptive rule applied to the initial iterate pi_ref
         threshold = adaptive_threshold_value(reference, full_secondary, config.threshold_beta,
-                                             config.threshold_source, config.lower_bound_eps)
+                                             config.threshold_rule, config.lower_bound_eps, full_primary)
     else:
         threshold = torch.full((num_runs, len(q_idx)), config.initial_threshold, dtype=dtype)
     dual = MOPODual(
@@ -410,9 +409,16 @@ def _simulate(config: BanditConfig, progress: bool) -> dict[str, torch.Tensor]:
         lr_lambda=config.lambda_learning_rate,
         chi_solver=config.chi_solver,
         lr_chi=config.chi_learning_rate,
+        lam_max=config.lambda_max,
     )
     lag = config.lag_steps or 0
     pi_lag = reference.clone()
+    previous_snapshot = reference.clone()  # pi_psi^(t - t0) for snapshot_time='lagged' (pi_ref at the first update)
+    phase_sum = {name: torch.zeros(num_runs, dtype=dtype) for name in ("lower_bound", "G_batch")}
+    phase_count = 0
+    phases: dict[str, list[torch.Tensor]] = {name: [] for name in PHASE_NAMES}
+    lam_max_seen = dual.lam[..., 0].clone()
+    last_reference = pi_lag
 
     total = config.total_steps
     logged = [0] + list(range(config.log_every, total + 1, config.log_every))
@@ -440,12 +446,34 @@ def _simulate(config: BanditConfig, progress: bool) -> dict[str, torch.Tensor]:
             out = dual.step(primary[i], secondary[i], probs=pi_lag)  # Alg. 1 lines 5-7
             target = pi_lag * out.weights  # the closed-form policy pi* ∝ pi_lag rho_lambda
             behaviour_cloning_step(psi, optimiser, target)  # line 8
+            lam_max_seen = torch.maximum(lam_max_seen, dual.lam[..., 0])
+            phase_sum["lower_bound"] += out.lower_bound[..., 0]
+            phase_sum["G_batch"] += out.estimate[..., 0]
+            phase_count += 1
             if lag and t % lag == 0:  # Alg. 1 lines 9-11
                 current = torch.softmax(psi, dim=-1)
+                source = previous_snapshot if config.snapshot_time == "lagged" else current
+                mean_lb = phase_sum["lower_bound"] / phase_count
+                for name, value in (("lambda", dual.lam[..., 0]), ("threshold", dual.threshold[..., 0]),
+                                    ("G_policy", (current.unsqueeze(-1) * full_secondary).sum(dim=-2)[..., 0]),
+                                    ("lower_bound", mean_lb), ("G_batch", phase_sum["G_batch"] / phase_count)):
+                    phases[name].append(value.clone())
                 if config.threshold_mode == "adaptive":
-                    dual.threshold = adaptive_threshold_value(current, full_secondary, config.threshold_beta,
-                                                              config.threshold_source, config.lower_bound_eps)
-                pi_lag = current
+                    if config.threshold_rule == "attained":  # b <- beta * min(the bound the phase's dual steps
+                        # saw, the bound the new reference attains by standing still, w = 1, same estimator)
+                        still = _standstill_bound(sweep, threshold_generators, source, q_idx, config)
+                        dual.threshold = adaptive_threshold(torch.minimum(mean_lb.unsqueeze(-1), still),
+                                                            config.threshold_beta)
+                    else:
+                        dual.threshold = adaptive_threshold_value(source, full_secondary, config.threshold_beta,
+                                                                  config.threshold_rule, config.lower_bound_eps,
+                                                                  full_primary)
+                last_reference = pi_lag
+                pi_lag = source
+                previous_snapshot = current
+                phase_count = 0
+                for value in phase_sum.values():
+                    value.zero_()
         record(out.estimate, out.lower_bound)
         bar.update(stop - start)
     bar.close()
@@ -455,4 +483,12 @@ def _simulate(config: BanditConfig, progress: bool) -> dict[str, torch.Tensor]:
               for name, values in records.items()}
     result["final_probs"] = result["probs"][..., -1, :]
     result["logged_steps"] = torch.tensor(logged)
+    result["lambda_max"] = lam_max_seen.reshape(shape)
+    result["final_threshold"] = dual.threshold[..., 0].reshape(shape)
+    result["last_phase_reference"] = last_reference.reshape(*shape, NUM_ACTIONS)  # pi_lag of the last phase
+    num_phases = len(phases["lambda"])
+    for name, values in phases.items():
+        result[f"phase_{name}"] = (torch.stack(values, dim=1).reshape(*shape, num_phases) if values
+                                   else torch.zeros(*shape, 0, dtype=dtype))
+    result["phase_steps"] = torch.arange(1, num_phases + 1) * max(lag, 1)
     return result

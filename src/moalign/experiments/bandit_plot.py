@@ -24,8 +24,8 @@ def plot_bandit(result: dict, path: str | Path) -> Path:
     taus = list(result["curves"][datasets[0]])
     steps = np.asarray(result["logged_steps"])
     actions = result["actions"]
-    fig, axes = plt.subplots(len(taus), len(datasets), figsize=(2.6 * len(datasets), 2.2 * len(taus)),
-                             sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(len(taus) + 1, len(datasets), figsize=(2.6 * len(datasets), 2.2 * (len(taus) + 1)),
+                             sharex=True, squeeze=False)
     for col, dataset in enumerate(datasets):
         for row, tau in enumerate(taus):
             ax = axes[row, col]
@@ -36,17 +36,26 @@ def plot_bandit(result: dict, path: str | Path) -> Path:
                 ax.fill_between(steps, mean[:, a] - std[:, a], mean[:, a] + std[:, a], color=colour, alpha=0.25,
                                 lw=0)
             ax.set_ylim(-0.02, 1.02)
+            if col:
+                ax.tick_params(labelleft=False)
             ax.grid(alpha=0.3)
             if row == 0:
                 ax.set_title(dataset)
             if col == 0:
                 ax.set_ylabel(f"tau = {tau}\nprobability")
-            if row == len(taus) - 1:
-                ax.set_xlabel("step")
+        ax = axes[len(taus), col]  # lambda per tau (mean over seeds): bounded or diverging
+        for tau in taus:
+            ax.plot(steps, np.asarray(result["traces"]["lambda"][dataset][tau]["mean"], float), lw=1.2,
+                    label=f"tau = {tau}")
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("step")
+        if col == 0:
+            ax.set_ylabel("lambda (mean)")
     axes[0, -1].legend(loc="center right", fontsize=8)
+    axes[len(taus), -1].legend(loc="upper left", fontsize=7)
     primary = result.get("primary_objective")
     config = result.get("config", {})
-    setting = ", ".join(f"{k} {config[k]}" for k in ("threshold_source", "lower_bound_eps") if k in config)
+    setting = ", ".join(f"{k} {config[k]}" for k in ("threshold_rule", "lower_bound_eps") if k in config)
     fig.suptitle(f"MOPO on the §4.1 bandit: action probabilities (mean ± 1 std over {len(result['seeds'])} seeds; "
                  f"primary = objective {primary + 1 if primary is not None else '?'}"
                  f"{'; ' + setting if setting else ''})", fontsize=10)

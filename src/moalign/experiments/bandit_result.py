@@ -20,6 +20,7 @@ from moalign.experiments.bandit import (
     ACTIONS,
     NUM_ACTIONS,
     NUM_OBJECTIVES,
+    PHASE_NAMES,
     TRACE_NAMES,
     BanditConfig,
     full_data_win_rates,
@@ -32,7 +33,10 @@ from moalign.experiments.bandit import (
 
 def _mean_std(values: torch.Tensor, digits: int = 6) -> dict[str, list]:
     """Mean and sample standard deviation over the seed dimension (dim 0)."""
-    std = values.std(dim=0) if values.shape[0] > 1 else torch.zeros_like(values[0])
+    if values.shape[0] > 1 and values[0].numel():
+        std = values.std(dim=0)
+    else:
+        std = torch.zeros_like(values[0])
     return {"mean": _rounded(values.mean(dim=0), digits), "std": _rounded(std, digits)}
 
 
@@ -49,7 +53,14 @@ def _nan_to_none(value: object) -> object:
 
 
 def summarise(config: BanditConfig, sim: dict[str, torch.Tensor], wall_time_s: float) -> dict:
-    """The JSON-ready result: config, final probabilities, curves and traces (mean/std over seeds)."""
+    """The JSON-ready result: config, final probabilities, curves, traces and per-phase records (mean/std over seeds).
+
+    ``phases[name]`` has one entry per lag phase (ending at ``phase_steps``): lambda at its end, the threshold b
+    in force during it, the full-data G_hat of pi_psi at its end, and the means over the phase of the lower bound
+    and of the mini-batch G_hat that the dual step compared with b; ``phase_constraint_met`` is the fraction of
+    seeds whose phase-mean lower bound is within 1e-3 of b or above. ``reference_solutions`` holds exact
+    solutions of other problems (the COP with the uniform reference at b^(0)), never the run's result.
+    """
     dtype = getattr(torch, config.dtype)
     grid = {d: {tau_key(t): (i, j) for j, t in enumerate(config.taus)} for i, d in enumerate(config.datasets)}
 
@@ -65,11 +76,19 @@ def summarise(config: BanditConfig, sim: dict[str, torch.Tensor], wall_time_s: f
         "primary_objective": config.primary_objective,
         "seeds": list(range(config.seed, config.seed + config.seeds)),
         "full_data_win_rates": {d: _rounded(full_data_win_rates(d, dtype), 6) for d in config.datasets},
-        "cop_at_initial_threshold": _initial_cop(config, sim["threshold"][:, :, 0, 0]),
         "logged_steps": sim["logged_steps"].tolist(),
         "final_probs": per_cell(sim["final_probs"]),
+        "final_lambda": per_cell(sim["lambda"][..., -1]),
+        "max_lambda": per_cell(sim["lambda_max"]),
         "curves": per_cell(sim["probs"]),
         "traces": {name: per_cell(sim[name]) for name in TRACE_NAMES},
+        "phase_steps": sim["phase_steps"].tolist(),
+        "phases": {name: per_cell(sim[f"phase_{name}"]) for name in PHASE_NAMES},
+        "phase_constraint_met": per_cell((sim["phase_lower_bound"] >= sim["phase_threshold"] - 1e-3).double()),
+        "reference_solutions": {
+            "note": "NOT results of the run: exact solutions of related problems, for comparison only.",
+            "exact_cop_uniform_reference_initial_threshold": _initial_cop(config, sim["threshold"][:, :, 0, 0]),
+        },
         "runs": runs,
         "wall_time_s": round(wall_time_s, 3),
         "run_steps_per_s": round(runs * config.total_steps / wall_time_s, 1),
