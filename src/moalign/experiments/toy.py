@@ -182,7 +182,8 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
 
     dc_w = np.unique(np.append(np.linspace(0.0, 1.0, cfg.dc_weights), cfg.combined_weight))
     t = time.time()
-    datasets = [sample_preference_data(cfg.set, cfg.num_rows, dc_w, np.random.default_rng(s)) for s in seeds]
+    datasets = [sample_preference_data(cfg.set, cfg.num_rows, dc_w, np.random.default_rng(s)) for s in seeds
+                if {"dpo", "mopo"} & set(cfg.methods)]  # the pairwise rows only where a method uses them
     timings["data"] = time.time() - t
 
     policies: list[dict] = []
