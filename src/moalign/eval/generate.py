@@ -89,6 +89,14 @@ def render_prompts(tokenizer: Any, prompts: Sequence[Prompt], use_chat_template:
     return [render_prompt(tokenizer, p, templated) for p in prompts], templated
 
 
+def policy_prompts(prompts: Sequence[Prompt], policy: Policy) -> list[Prompt]:
+    """The prompts ``policy`` generates from: for ``conditioned`` the weights written in by
+    :meth:`~moalign.data.conditioning.ConditioningSpec.render` (as in training), otherwise unchanged."""
+    if policy.kind != "conditioned":
+        return list(prompts)
+    return [policy.conditioning.render(p, policy.weights) for p in prompts]
+
+
 def _head_context(model: Any, policy: Policy) -> contextlib.AbstractContextManager:
     """``model.head(k)`` (MultiHeadCausalLM's context manager), else ``model.use_head(k)`` if it is one."""
     head_cm = getattr(model, "head", None)
@@ -114,10 +122,19 @@ def policy_context(model: Any, policy: Policy, reference_model: Any | None = Non
       (multi-head models), else PEFT's ``model.disable_adapter()``;
     * ``head``: ``model.head(k)`` (or ``model.use_head(k)`` where that is a context manager);
     * ``steer``: ``model.steer(weights, divergence=...)``;
-    * ``model``: the model as it is.
+    * ``model``: the model as it is;
+    * ``conditioned``: the model as it is (its prompts carry the weights: :func:`policy_prompts`);
+    * ``weighted``: ``model.weighted_policy(weights)``, a context manager the model provides (it may yield
+      the model to call, or nothing: then ``model`` itself).
     """
-    if policy.kind == "model":
+    if policy.kind in ("model", "conditioned"):
         yield model
+    elif policy.kind == "weighted":
+        if not hasattr(model, "weighted_policy"):
+            raise ValueError(f"policy '{policy.name}' needs {type(model).__name__}.weighted_policy(weights), "
+                             "a context manager selecting the policy of a weight vector (e.g. a soup model)")
+        with model.weighted_policy(list(policy.weights)) as selected:
+            yield model if selected is None else selected
     elif policy.kind == "base":
         if reference_model is not None:
             yield reference_model
@@ -186,7 +203,7 @@ def generate_completions(
     (False: it was cut at ``max_new_tokens``).
     """
     settings = settings or GenerationSettings()
-    prompts = validate_prompts(prompts)
+    prompts = policy_prompts(validate_prompts(prompts), policy)
     texts, templated = render_prompts(tokenizer, prompts, settings.use_chat_template)
     add_special = not templated
     order = list(range(len(texts)))

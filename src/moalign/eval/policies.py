@@ -23,11 +23,18 @@ from typing import Any
 
 import numpy as np
 
+from moalign.data.conditioning import ConditioningSpec
 from moalign.models.steering import validate_steering_weights
 
-POLICY_KINDS = ("base", "head", "steer", "model")
+POLICY_KINDS = ("base", "head", "steer", "model", "conditioned", "weighted")
 """``base``: the untrained reference model; ``head``: one head ``k``; ``steer``: heads
-combined with simplex weights ``w``; ``model``: the model as it is (its default head)."""
+combined with simplex weights ``w``; ``model``: the model as it is (its default head);
+``conditioned``: the model asked with ``w`` written into its prompt (MO-ODPO, P-MORL;
+:mod:`moalign.data.conditioning`; rewards are scored on the unconditioned prompt);
+``weighted``: the model's own ``weighted_policy(w)`` context (e.g. a soup of specialists)."""
+
+WEIGHT_INDEXED_KINDS = ("steer", "conditioned", "weighted")
+"""Kinds that are policies indexed by a weight vector ``w`` (steering Spearman, fronts along ``w``)."""
 
 BASE_POLICY_NAME = "base"
 
@@ -49,6 +56,7 @@ class Policy:
     head: int | None = None
     weights: tuple[float, ...] | None = None
     divergence: str | None = None
+    conditioning: ConditioningSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -61,6 +69,21 @@ class Policy:
             object.__setattr__(self, "head", int(self.head))
         elif self.head is not None:
             raise ValueError(f"policy '{self.name}' of kind '{self.kind}' must not set head (got {self.head!r})")
+        if self.kind in ("conditioned", "weighted"):
+            if self.weights is None:
+                raise ValueError(f"policy '{self.name}' of kind '{self.kind}' needs weights")
+            object.__setattr__(self, "weights", tuple(validate_steering_weights(self.weights)))
+            if self.divergence is not None:
+                raise ValueError(f"policy '{self.name}' of kind '{self.kind}' must not set a divergence")
+            if self.kind == "conditioned":
+                if not isinstance(self.conditioning, ConditioningSpec):
+                    raise ValueError(f"policy '{self.name}' of kind 'conditioned' needs a ConditioningSpec")
+                self.conditioning.render("x", self.weights)  # weights fit the objectives and the grid
+            elif self.conditioning is not None:
+                raise ValueError(f"policy '{self.name}' of kind 'weighted' must not set a conditioning")
+            return
+        if self.conditioning is not None:
+            raise ValueError(f"policy '{self.name}' of kind '{self.kind}' must not set a conditioning")
         if self.kind == "steer":
             if self.weights is None:
                 raise ValueError(f"policy '{self.name}' of kind 'steer' needs steering weights")
@@ -91,23 +114,39 @@ class Policy:
         return cls(name=name or _format_weights(w), kind="steer", weights=w, divergence=divergence)
 
     @classmethod
+    def conditioned(cls, weights: Sequence[float], conditioning: ConditioningSpec, name: str | None = None) -> Policy:
+        """The model asked with ``weights`` written into every prompt by ``conditioning`` (MO-ODPO §3.3)."""
+        w = tuple(validate_steering_weights(weights))
+        return cls(name=name or _format_weights(w).replace("steer", "cond"), kind="conditioned", weights=w,
+                   conditioning=conditioning)
+
+    @classmethod
+    def weighted(cls, weights: Sequence[float], name: str | None = None) -> Policy:
+        """Generation inside ``model.weighted_policy(weights)`` (a context manager the model provides)."""
+        w = tuple(validate_steering_weights(weights))
+        return cls(name=name or _format_weights(w).replace("steer", "weighted"), kind="weighted", weights=w)
+
+    @classmethod
     def as_is(cls, name: str = "model") -> Policy:
         """The model exactly as passed in (a single-policy method, or a multi-head model's default head)."""
         return cls(name=name, kind="model")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "kind": self.kind,
             "head": self.head,
             "weights": list(self.weights) if self.weights is not None else None,
             "divergence": self.divergence,
         }
+        if self.conditioning is not None:
+            out["conditioning"] = self.conditioning.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
-        unknown = set(data) - {"name", "kind", "head", "weights", "divergence"}
+        unknown = set(data) - {"name", "kind", "head", "weights", "divergence", "conditioning"}
         if unknown:
             raise ValueError(f"policy entry {data!r} has unknown keys {sorted(unknown)}")
         weights = data.get("weights")
@@ -117,6 +156,7 @@ class Policy:
             head=data.get("head"),
             weights=tuple(weights) if weights is not None else None,
             divergence=data.get("divergence"),
+            conditioning=ConditioningSpec.from_dict(data["conditioning"]) if data.get("conditioning") else None,
         )
 
 
@@ -149,6 +189,16 @@ def steering_grid(num_objectives: int, steps: int = 10) -> list[tuple[float, ...
 def steering_policies(num_heads: int, steps: int = 10, divergence: str = "reverse_kl") -> list[Policy]:
     """One steered :class:`Policy` per point of :func:`steering_grid` (see there for order and count)."""
     return [Policy.steered(w, divergence=divergence) for w in steering_grid(num_heads, steps)]
+
+
+def conditioned_policies(conditioning: ConditioningSpec, steps: int = 10) -> list[Policy]:
+    """One ``conditioned`` :class:`Policy` per point of :func:`steering_grid` over ``conditioning.objectives``."""
+    return [Policy.conditioned(w, conditioning) for w in steering_grid(len(conditioning.objectives), steps)]
+
+
+def weighted_policies(num_objectives: int, steps: int = 10) -> list[Policy]:
+    """One ``weighted`` :class:`Policy` per point of :func:`steering_grid` (a soup's interpolation path)."""
+    return [Policy.weighted(w) for w in steering_grid(num_objectives, steps)]
 
 
 def head_policies(num_heads: int, head_names: Sequence[str] | None = None) -> list[Policy]:

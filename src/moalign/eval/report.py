@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 from moalign.core.pareto import front_dominance, hypervolume, non_dominated_mask
-from moalign.eval.policies import Policy
+from moalign.eval.policies import WEIGHT_INDEXED_KINDS, Policy
 
 _MAX_BOOTSTRAP_ELEMENTS = 4_000_000  # resampled values held in memory at once
 
@@ -116,9 +116,10 @@ def steering_spearman(policies: Sequence[Policy], means: Any, objectives: Sequen
     Head ``k`` is paired with reward function ``k`` (the caller's order). A
     rho near +1 means moving weight to objective k raises its reward
     monotonically. Entries are ``None`` (with a reason) when fewer than 3
-    steered policies exist or an input is constant.
+    steered policies exist or an input is constant. "Steered" covers every policy indexed by a weight
+    vector: ``steer`` (heads), ``conditioned`` (weights in the prompt) and ``weighted`` (e.g. a soup).
     """
-    idx = [i for i, p in enumerate(policies) if p.kind == "steer"]
+    idx = [i for i, p in enumerate(policies) if p.kind in WEIGHT_INDEXED_KINDS]
     means = np.asarray(means, dtype=float)
     out: list[dict[str, Any]] = []
     for k, name in enumerate(objectives):
