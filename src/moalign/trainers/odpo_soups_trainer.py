@@ -26,14 +26,14 @@ class ODPOSoupsTrainer:
 
     def __init__(self, model: Any = None, args: ODPOSoupsConfig | None = None, train_dataset: Any = None,
                  eval_dataset: Any = None, processing_class: Any = None, **kwargs: Any) -> None:
-        from moalign.trainers.mo_odpo_trainer import objective_names
+        from moalign.trainers.mo_odpo_trainer import reward_spec_names
 
         if args is None or processing_class is None:
             raise ValueError(f"{type(self).__name__} needs args and processing_class")
         del model, train_dataset  # each specialist is its own mo_odpo run from the base model
         self.args = args
         self.tokenizer = processing_class
-        self.objectives = objective_names(list(args.reward_functions or []))
+        self.objectives = reward_spec_names(list(args.reward_functions or []))
         if len(self.objectives) < 2:
             raise ValueError(f"ODPO Soups needs >= 2 reward_functions, got {args.reward_functions}")
         self.trained: list[str] = []
