@@ -7,6 +7,7 @@ Every :class:`ToyConfig` field can be overridden on the command line, e.g.::
     .venv/bin/python benchmarks/bench_toy.py --set A
     .venv/bin/python benchmarks/bench_toy.py --set B --out runs/toy
     .venv/bin/python benchmarks/bench_toy.py --set A --seeds 1 --methods mopo --mopo_ratio_form sample
+    .venv/bin/python benchmarks/bench_toy.py --set B --methods ham,sca,ric
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from moalign.cli.main import parse_config_and_progress
 from moalign.experiments.toy import ToyConfig, format_table, run_toy
+from moalign.experiments.toy_ham_run import format_weighted_likelihood_table
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"HV reference point {[round(v, 4) for v in result['reference_point']]}, "
           f"true-front HV {result['true_front']['hypervolume']:.6g}\n")
     print(format_table(result))
+    if "weighted_likelihood" in result:  # HaM, SCA, RiC (toy_ham_run.py)
+        print("\n" + format_weighted_likelihood_table(result))
     return result
 
 

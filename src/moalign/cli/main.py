@@ -124,12 +124,12 @@ def _synthetic(argv: list[str]) -> int:
 
 
 def _print_toy(result: dict) -> None:
-    ratios = result.get("hv_ratio") or {}
-    if ratios:
-        width = max(len(m) for m in ratios)
-        print(f"{'method':<{width}}  HV / HV(true front)")
-        for method, ratio in ratios.items():
-            print(f"{method:<{width}}  {ratio:.4f}")
+    from moalign.experiments.toy import format_table
+    from moalign.experiments.toy_ham_run import format_weighted_likelihood_table
+
+    print(format_table(result))
+    if "weighted_likelihood" in result:
+        print("\n" + format_weighted_likelihood_table(result))
 
 
 def _train(argv: list[str]) -> int:

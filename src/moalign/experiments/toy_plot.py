@@ -14,6 +14,8 @@ STYLE = {
     "DPO-D1": ("tab:blue", "s"), "DPO-D2": ("tab:orange", "s"), "DPO-DJ": ("tab:green", "D"),
     "DPO-DC": ("tab:purple", "P"), "DPO-DC sweep": ("tab:pink", "."), "COP": ("black", "x"),
     "COP (relative b)": ("tab:gray", "+"), "MOPO": ("tab:red", "o"), "uniform reference": ("tab:olive", "*"),
+    "HaM (K=2)": ("tab:brown", "^"), "HaM (K=5)": ("tab:brown", "v"), "HaM (K=10)": ("tab:brown", "<"),
+    "SCA (5 paper weights)": ("tab:cyan", "h"), "SCA (11 weights)": ("tab:cyan", "."), "RiC": ("gold", "d"),
 }
 
 
