@@ -65,7 +65,8 @@ def test_loss_and_dual_step_match_hand_computation(tmp_path):
     lam <- [lam - lr (G - b)]_+ with eps = 0, all recomputed here with numpy from the labels."""
     tau, lam0, lr, b = 0.5, 0.3, 0.2, 0.6
     trainer = make_trainer(tmp_path, tau=tau, initial_lambda=lam0, lambda_learning_rate=lr, lower_bound_eps=0.0,
-                           thresholds=[b, b], threshold_mode="fixed", lag_steps=0)
+                           thresholds=[b, b], threshold_mode="fixed", lag_steps=0,
+                           constraint_estimator="row")  # the hand computation is of the printed per-row estimate
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     model = trainer.model
     with torch.no_grad():
@@ -260,8 +261,9 @@ def test_frozen_backbone_runs_once_per_batch_and_trains_as_three_passes(tmp_path
         trainer.train()
         runs[reuse] = (trainer, counter.calls)
     (fast, fast_calls), (slow, slow_calls) = runs[True], runs[False]
-    # steps 1-2 before the first lag update need the policy pass only; steps 3-5 need lagged and reference too
-    assert fast_calls == 5 and slow_calls == 2 + 3 * 3
+    # steps 1-2 before the first lag update need the policy and (for the default constraint_estimator='policy',
+    # issue 10) the reference pass; steps 3-5 need the lagged one too
+    assert fast_calls == 5 and slow_calls == 2 * 2 + 3 * 3
     for d1, d2 in zip(fast.duals, slow.duals):
         torch.testing.assert_close(d1.lam, d2.lam, atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(d1.threshold, d2.threshold, atol=1e-6, rtol=1e-5)

@@ -57,12 +57,27 @@ class MOPOConfig(MultiObjectiveConfig):
                   "objective, in dataset objective order. Default: beta times the reference policy's value on the "
                   "first batch (G_hat = 0.5 exactly under symmetric augmentation, or its lower bound)."},
     )
-    threshold_source: str = field(
-        default="estimate",
-        metadata={"help": "What the adaptive schedule scales by beta: 'estimate' (the paper's b <- beta * G_hat of "
-                  "the lagged policy) or 'lower_bound' (b <- beta * LB of the lagged policy, the same pessimistic "
-                  "quantity the constraint compares with; with eps > 0 the literal rule sets b above every "
-                  "achievable bound and lambda grows without limit -- see docs/bandit.md)."},
+    threshold_rule: str = field(
+        default="attained",
+        metadata={"help": "Adaptive threshold rule (Alg. 1 line 10; docs/design.md, MOPO 7). 'attained' (default, "
+                  "ours): b <- beta * the mean, over the lag phase just ended, of the lower bound the dual step "
+                  "compared with b -- set from the estimator it is checked with, so lambda stays bounded "
+                  "(docs/bandit.md, docs/toy.md). 'paper': b <- beta * G_hat of the lagged policy as printed; with "
+                  "lower_bound_eps > 0 it asks the pessimistic bound for more than the policy attains and lambda "
+                  "diverges (docs/bandit.md). 'lower_bound': b <- beta * LB of the lagged policy (earlier variant)."},
+    )
+    threshold_source: str | None = field(
+        default=None,
+        metadata={"help": "Deprecated alias of threshold_rule: 'estimate' = 'paper', 'lower_bound' = "
+                  "'lower_bound'. None: use threshold_rule."},
+    )
+    constraint_estimator: str = field(
+        default="policy",
+        metadata={"help": "Weights of the constraint estimate G_hat = mean(w I_q) and its lower bound (Alg. 1 line 5; "
+                  "docs/design.md, MOPO 7). 'policy' (default): the head's own ratio clip(pi_theta / pi_ref), which "
+                  "does not depend on the row's label -- an honest estimate of the policy's secondary value. 'row': "
+                  "the closed-form weight of the row's own labels (eq. 10/11 as printed), biased upward: "
+                  "E[Cov(rho, I_q | y)] > 0, G_hat -> 1 as lambda grows whatever the policy does."},
     )
     threshold_beta: float = field(default=0.9995, metadata={"help": "Relaxation beta of b <- beta * G (Table 2: 0.9995)."})
     lag_steps: int = field(
@@ -79,8 +94,15 @@ class MOPOConfig(MultiObjectiveConfig):
             raise ValueError(f"chi_solver must be 'exact' or 'gradient', got {self.chi_solver!r}")
         if self.threshold_mode not in ("adaptive", "fixed"):
             raise ValueError(f"threshold_mode must be 'adaptive' or 'fixed', got {self.threshold_mode!r}")
-        if self.threshold_source not in ("estimate", "lower_bound"):
-            raise ValueError(f"threshold_source must be 'estimate' or 'lower_bound', got {self.threshold_source!r}")
+        if self.threshold_source not in (None, "estimate", "lower_bound"):
+            raise ValueError(f"threshold_source must be None, 'estimate' or 'lower_bound', got {self.threshold_source!r}")
+        if self.threshold_source is not None:  # the old field: map it onto the rule
+            self.threshold_rule = {"estimate": "paper", "lower_bound": "lower_bound"}[self.threshold_source]
+            self.threshold_source = None
+        if self.threshold_rule not in ("attained", "paper", "lower_bound"):
+            raise ValueError(f"threshold_rule must be 'attained', 'paper' or 'lower_bound', got {self.threshold_rule!r}")
+        if self.constraint_estimator not in ("policy", "row"):
+            raise ValueError(f"constraint_estimator must be 'policy' or 'row', got {self.constraint_estimator!r}")
         if self.threshold_mode == "fixed" and self.thresholds is None:
             raise ValueError("threshold_mode='fixed' needs `thresholds`")
         if self.tau <= 0:

@@ -12,9 +12,17 @@ head h with primary objective p and secondary objectives q, every step:
    the dual step on lambda_h (eq. 13);
 3. the head is trained by weighted behaviour cloning,
    ``-mean(w * log pi_h(y|x))`` (eq. 7/13), with w detached;
-4. every ``lag_steps`` optimizer steps: b_h <- beta * G_hat of the lagged
-   policy (adaptive thresholds) and the lagged policy becomes the current
-   one (an adapter + head snapshot inside the model, no second model copy).
+4. every ``lag_steps`` optimizer steps: the adaptive threshold (``threshold_rule``;
+   default 'attained': b_h <- beta * the phase's mean of the lower bound the dual
+   step checked; 'paper': beta * G_hat of the lagged policy as printed) and the
+   lagged policy becomes the current one (an adapter + head snapshot inside the
+   model, no second model copy).
+
+The constraint estimate of step 2 (``constraint_estimator``) uses by default the
+head's own label-free ratio ``clip(pi_h / pi_ref)`` (core's
+``policy_estimate_weights``): the per-row weight of eq. (10)/(11) contains the
+row's own secondary label and overestimates the policy's value
+(docs/design.md, MOPO 7; measured on the toy in docs/toy.md).
 
 The reference pi_ref is the base model (LoRA disabled, base output layer), or
 precomputed log-probs. The dual state (lambda, chi, b), the lag bookkeeping
@@ -41,6 +49,7 @@ from moalign.core.mopo import (
     adaptive_threshold,
     constraint_value,
     lagged_reference_log_weight,
+    policy_estimate_weights,
 )
 from moalign.trainers.base_trainer import MultiObjectiveTrainer, unwrap_multihead
 from moalign.trainers.mopo_config import MOPOConfig
@@ -73,6 +82,8 @@ class MOPOTrainer(MultiObjectiveTrainer):
         self.last_lag_step = 0
         self._lagged_estimate_sum = torch.zeros(len(self.duals), max(len(self.objectives) - 1, 1))
         self._lagged_estimate_count = 0
+        self._phase_bound_sum = torch.zeros_like(self._lagged_estimate_sum)  # 'attained': checked LB over the phase
+        self._phase_bound_count = 0
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -114,11 +125,18 @@ class MOPOTrainer(MultiObjectiveTrainer):
         args: MOPOConfig = self.args
         hidden = self.shared_hidden_states(model, inputs)
         policy_logps = self.policy_logps(model, inputs, hidden)  # (H, 2B)
-        extra = None
+        extra, reference = None, None
         if self.lag_active and args.lag_steps > 0:
             lagged = self.snapshot_logps(model, inputs, hidden)
             reference = self.reference_logps(model, inputs, hidden)
             extra = lagged_reference_log_weight(lagged.float().cpu(), reference.float().cpu(), args.lag_log_ratio_clip)
+        estimate_weights = None
+        if args.constraint_estimator == "policy":  # label-free weights of the head itself (docs/design.md, MOPO 7)
+            if reference is None:
+                reference = self.reference_logps(model, inputs, hidden)
+            own = self.gather_rows(policy_logps.detach().float().cpu(), dim=1)[0]
+            ref = self.gather_rows(reference.float().cpu().expand_as(policy_logps), dim=1)[0]
+            estimate_weights = policy_estimate_weights(own, ref, args.lag_log_ratio_clip)
         # the dual step sees the rows of every process: identical state on all ranks
         preference, rows = self.gather_rows(inputs["preference"].float().cpu())
         if extra is not None:
@@ -128,15 +146,18 @@ class MOPOTrainer(MultiObjectiveTrainer):
             primary = preference[:, self.head_objectives[h]]
             secondary = preference[:, self.secondary_indices(h)]
             extra_h = None if extra is None else extra[h]
+            est_h = None if estimate_weights is None else estimate_weights[h]
             if training:
                 if torch.isnan(dual.threshold).any():  # default b: beta x the reference policy's value
                     dual.threshold = adaptive_threshold(self._lagged_value(secondary, None), args.threshold_beta)
-                out = dual.step(primary, secondary, extra_h)
+                out = dual.step(primary, secondary, extra_h, estimate_weights=est_h)
+                self._phase_bound_sum[h, : out.lower_bound.numel()] += out.lower_bound.float()
+                self._phase_bound_count += int(h == len(self.duals) - 1)
                 dual.lam = self.average_across_processes(dual.lam)  # equal already; guards against drift
                 dual.chi = self.average_across_processes(dual.chi)
                 self._accumulate_lagged_value(h, secondary, extra_h)
             else:
-                out = copy.deepcopy(dual).step(primary, secondary, extra_h)  # estimate and bound; no state change
+                out = copy.deepcopy(dual).step(primary, secondary, extra_h, estimate_weights=est_h)  # no state change
                 out.weights = dual.weights(primary, secondary, extra_h)
                 out.lam = dual.lam
             loss = loss - (out.weights[rows].to(policy_logps) * policy_logps[h]).mean()
@@ -147,7 +168,8 @@ class MOPOTrainer(MultiObjectiveTrainer):
         """G_hat (or its lower bound) of the lagged policy on this batch: what b <- beta * (.) scales (§3.1)."""
         lag_weights = None if extra is None else torch.softmax(extra, 0) * extra.numel()
         args: MOPOConfig = self.args
-        return constraint_value(secondary, args.threshold_source, args.lower_bound_eps, weights=lag_weights,
+        source = "estimate" if args.threshold_rule == "paper" else "lower_bound"  # 'attained': b^(0) from LB
+        return constraint_value(secondary, source, args.lower_bound_eps, weights=lag_weights,
                                 num_minibatches=args.lower_bound_minibatches)
 
     def _accumulate_lagged_value(self, head: int, secondary: torch.Tensor, extra: torch.Tensor | None) -> None:
@@ -176,12 +198,18 @@ class MOPOTrainer(MultiObjectiveTrainer):
         step = self.state.global_step
         if args.lag_steps <= 0 or step == 0 or step % args.lag_steps or step == self.last_lag_step:
             return
-        if args.threshold_mode == "adaptive" and self._lagged_estimate_count > 0:
+        if args.threshold_mode == "adaptive" and args.threshold_rule == "attained" and self._phase_bound_count > 0:
+            mean_bound = self._phase_bound_sum / self._phase_bound_count  # the bound b was checked against
+            for h, dual in enumerate(self.duals):
+                dual.threshold = adaptive_threshold(mean_bound[h, : dual.threshold.numel()], args.threshold_beta)
+        elif args.threshold_mode == "adaptive" and self._lagged_estimate_count > 0:
             mean_estimate = self._lagged_estimate_sum / self._lagged_estimate_count
             for h, dual in enumerate(self.duals):
                 dual.threshold = adaptive_threshold(mean_estimate[h, : dual.threshold.numel()], args.threshold_beta)
         self._lagged_estimate_sum.zero_()
         self._lagged_estimate_count = 0
+        self._phase_bound_sum.zero_()
+        self._phase_bound_count = 0
         unwrap_multihead(model).take_snapshot()
         self.lag_active = True
         self.last_lag_step = step
@@ -195,6 +223,8 @@ class MOPOTrainer(MultiObjectiveTrainer):
             "last_lag_step": self.last_lag_step,
             "lagged_estimate_sum": self._lagged_estimate_sum.clone(),
             "lagged_estimate_count": self._lagged_estimate_count,
+            "phase_bound_sum": self._phase_bound_sum.clone(),
+            "phase_bound_count": self._phase_bound_count,
             "lagged_snapshot": self.unwrapped_model.snapshot_state_dict() if self.lag_active else None,
         }
 
@@ -205,5 +235,7 @@ class MOPOTrainer(MultiObjectiveTrainer):
         self.last_lag_step = state["last_lag_step"]
         self._lagged_estimate_sum = state["lagged_estimate_sum"].clone()
         self._lagged_estimate_count = state["lagged_estimate_count"]
+        self._phase_bound_sum = state.get("phase_bound_sum", torch.zeros_like(self._lagged_estimate_sum)).clone()
+        self._phase_bound_count = state.get("phase_bound_count", 0)
         if state["lagged_snapshot"] is not None:
             self.unwrapped_model.load_snapshot_state_dict(state["lagged_snapshot"])
