@@ -96,7 +96,7 @@ def test_config_and_trainer_reject_bad_weights(tmp_path):
     with pytest.raises(ValueError, match="sum to 1"):
         MODPOConfig(output_dir=str(tmp_path), weights=[0.5, 0.6])
     with pytest.raises(ValueError, match="one weight per objective"):
-        MODPOConfig(output_dir=str(tmp_path))
+        _trainer(tmp_path, weights=None)
     with pytest.raises(ValueError, match="weight 0"):
         _trainer(tmp_path, weights=[0.0, 1.0])
     with pytest.raises(ValueError, match="3 entries"):

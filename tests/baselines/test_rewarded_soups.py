@@ -61,8 +61,13 @@ def test_rewarded_soups_end_to_end_and_resume(setup):
 
 
 def test_config_errors(tmp_path):
-    with pytest.raises(ValueError, match="reward_functions"):
-        RewardedSoupsConfig(output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="K >= 2"):
+        RewardedSoupsConfig(output_dir=str(tmp_path), reward_functions=REWARDS[:1])
+    from moalign.trainers.rewarded_soups_trainer import RewardedSoupsTrainer
+
+    with pytest.raises(ValueError, match="set reward_functions"):
+        RewardedSoupsTrainer(args=RewardedSoupsConfig(output_dir=str(tmp_path)), train_dataset=[],
+                             processing_class=object())
     with pytest.raises(ValueError, match="num_generations"):
         RewardedSoupsConfig(output_dir=str(tmp_path), reward_functions=REWARDS, num_generations=1)
     with pytest.raises(ValueError, match="interpolation"):

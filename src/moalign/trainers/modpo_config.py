@@ -27,7 +27,7 @@ class MODPOConfig(MultiObjectiveConfig):
     weights: list[float] | None = field(
         default=None,
         metadata={"help": "The weight vector w (one entry per objective, on the simplex) of the model this run "
-                  "trains; MODPO trains one model per w, as the original. Required."},
+                  "trains; MODPO trains one model per w, as the original. Required by the trainer."},
     )
     target_objective: str | None = field(
         default=None,
@@ -44,7 +44,8 @@ class MODPOConfig(MultiObjectiveConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.weights = check_simplex_weights(self.weights, "weights")
+        if self.weights is not None:  # required by the trainer; a config without it still parses
+            self.weights = check_simplex_weights(self.weights, "weights")
         if not self.beta > 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
         if self.margin_normalization not in MARGIN_NORMALIZATIONS:

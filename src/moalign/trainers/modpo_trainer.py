@@ -22,7 +22,7 @@ from moalign.core.losses import modpo_loss
 from moalign.rewards.base import RewardNormalizer
 from moalign.trainers.base_trainer import MultiObjectiveTrainer
 from moalign.trainers.collator import PairwiseCollator
-from moalign.trainers.modpo_config import MODPOConfig
+from moalign.trainers.modpo_config import MODPOConfig, check_simplex_weights
 
 
 @dataclass
@@ -49,6 +49,7 @@ class MODPOTrainer(MultiObjectiveTrainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         config: MODPOConfig = self.args
+        config.weights = check_simplex_weights(config.weights, "weights")
         if len(config.weights) != len(self.objectives):
             raise ValueError(f"weights {config.weights} has {len(config.weights)} entries but the data has "
                              f"{len(self.objectives)} objectives {self.objectives}")
@@ -67,7 +68,8 @@ class MODPOTrainer(MultiObjectiveTrainer):
     @classmethod
     def head_names_for(cls, config: MODPOConfig, objectives: list[str]) -> list[str]:
         """One head: the single policy of this weight vector (``modpo_w_0.3_0.7``)."""
-        return ["modpo_w_" + "_".join(f"{w:g}" for w in config.weights)]
+        weights = check_simplex_weights(config.weights, "weights")
+        return ["modpo_w_" + "_".join(f"{w:g}" for w in weights)]
 
     def make_collator(self, tokenizer: Any, args: MODPOConfig, use_chat_template: bool) -> Any:
         return ScoredPairwiseCollator(tokenizer, args.max_prompt_length, args.max_completion_length, use_chat_template)

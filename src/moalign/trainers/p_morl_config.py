@@ -38,7 +38,7 @@ class PMORLConfig(RLBaselineConfig):
         super().__post_init__()
         if not all(math.isfinite(a) and a > 0 for a in self.dirichlet_alpha):
             raise ValueError(f"dirichlet_alpha must be > 0, got {self.dirichlet_alpha}")
-        if len(self.dirichlet_alpha) not in (1, len(self.reward_functions)):
+        if self.reward_functions is not None and len(self.dirichlet_alpha) not in (1, len(self.reward_functions)):
             raise ValueError(f"dirichlet_alpha: give 1 or {len(self.reward_functions)} values, "
                              f"got {self.dirichlet_alpha}")
         if self.weights_per_prompt < 1 or self.normalization_prompts < 1:

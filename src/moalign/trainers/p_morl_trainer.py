@@ -24,7 +24,7 @@ import numpy as np
 from moalign.data.conditioning import ConditioningSpec, ConditioningTemplate, sample_quantized_dirichlet
 from moalign.rewards.base import RewardFunction, RewardNormalizer
 from moalign.trainers.p_morl_config import PMORLConfig
-from moalign.trainers.rl_common import as_policy_prompt, train_grpo, use_chat
+from moalign.trainers.rl_common import as_policy_prompt, require_rewards, train_grpo, use_chat
 
 CONDITIONING_FILE = "p_morl_conditioning.json"
 
@@ -78,7 +78,7 @@ class PMORLTrainer:
         del model  # TRL wraps a fresh base model with the LoRA adapter
         self.args = args
         self.tokenizer = processing_class
-        self.rewards = resolve_rewards(list(args.reward_functions))
+        self.rewards = resolve_rewards(require_rewards(args))
         self.objectives = [r.name for r in self.rewards]
         template = ConditioningTemplate(begin=args.conditioning_begin, end=args.conditioning_end,
                                         item=args.conditioning_item, decimals=args.weight_decimals)

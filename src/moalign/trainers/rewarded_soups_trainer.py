@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from moalign.models.soups import save_soup_config
 from moalign.trainers.rewarded_soups_config import RewardedSoupsConfig
-from moalign.trainers.rl_common import as_policy_prompt, is_finished, train_grpo, use_chat
+from moalign.trainers.rl_common import as_policy_prompt, is_finished, require_rewards, train_grpo, use_chat
 
 
 def specialist_dirs(output_dir: str, objectives: list[str]) -> list[Path]:
@@ -42,7 +42,7 @@ class RewardedSoupsTrainer:
         del model  # each specialist starts from a fresh base model (module docstring)
         self.args = args
         self.tokenizer = processing_class
-        self.rewards = resolve_rewards(list(args.reward_functions))
+        self.rewards = resolve_rewards(require_rewards(args))
         self.objectives = [r.name for r in self.rewards]
         if len(self.objectives) < 2:
             raise ValueError(f"Rewarded Soups needs >= 2 objectives (reward_functions), got {self.objectives}")

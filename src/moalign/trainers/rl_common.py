@@ -36,7 +36,7 @@ class RLBaselineConfig(MultiObjectiveConfig):
         default=None,
         metadata={"help": "One reward function per objective, in order (moalign.rewards.registry names, "
                   "'hf:<path>', or 'py:<module>:<callable>'; 'name=spec' renames the objective), as MO-ODPO. "
-                  "Required."},
+                  "Required by the trainer."},
     )
     num_generations: int = field(default=4, metadata={"help": "Completions sampled per prompt (GRPO's group, >= 2)."})
     kl_beta: float = field(default=0.05, metadata={"help": "KL coefficient to the base model (GRPOConfig.beta)."})
@@ -47,14 +47,21 @@ class RLBaselineConfig(MultiObjectiveConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.reward_functions:
-            raise ValueError("reward_functions: name one reward function per objective, e.g. "
-                             "[positivity, conciseness]")
+        if self.reward_functions is not None and len(self.reward_functions) < 2:
+            raise ValueError(f"reward_functions: name one reward function per objective (K >= 2), e.g. "
+                             f"[positivity, conciseness]; got {self.reward_functions}")
         if self.num_generations < 2:
             raise ValueError(f"num_generations must be >= 2 (GRPO compares completions of a prompt), "
                              f"got {self.num_generations}")
         if self.kl_beta < 0:
             raise ValueError(f"kl_beta must be >= 0, got {self.kl_beta}")
+
+
+def require_rewards(config: RLBaselineConfig) -> list[str]:
+    """``config.reward_functions``, or a ValueError saying that the method needs them."""
+    if not config.reward_functions:
+        raise ValueError("set reward_functions: one reward function per objective, e.g. [positivity, conciseness]")
+    return list(config.reward_functions)
 
 
 def use_chat(config: MultiObjectiveConfig, tokenizer: Any) -> bool:
