@@ -23,6 +23,8 @@ class ODPOSoupsTrainer:
 
     method_name: ClassVar[str] = "odpo_soups"
     data_kind: ClassVar[str] = "prompts"
+    #: train_method does not build a model for it: it loads its own base model(s)
+    builds_own_models: ClassVar[bool] = True
 
     def __init__(self, model: Any = None, args: ODPOSoupsConfig | None = None, train_dataset: Any = None,
                  eval_dataset: Any = None, processing_class: Any = None, **kwargs: Any) -> None:

@@ -86,8 +86,13 @@ def train_method(name: str, config: MultiObjectiveConfig, base_model: Any = None
     trainer_class = get_method(name).trainer_class
     data = load_training_data(config, kind=trainer_class.data_kind)
     eval_data = load_eval_data(config, list(data.objectives), kind=trainer_class.data_kind)
-    heads = trainer_class.head_names_for(config, list(data.objectives))
-    model, tokenizer = build_multihead_model(config, heads, base_model)
+    if getattr(trainer_class, "builds_own_models", False):  # e.g. soups: each specialist loads a fresh base
+        from moalign.models import load_tokenizer
+
+        model, tokenizer = None, load_tokenizer(config.model_name_or_path)
+    else:
+        heads = trainer_class.head_names_for(config, list(data.objectives))
+        model, tokenizer = build_multihead_model(config, heads, base_model)
     trainer = trainer_class(model=model, args=config, train_dataset=data, eval_dataset=eval_data,
                             processing_class=tokenizer)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
