@@ -95,7 +95,10 @@ class DemoConfig:
                                   "(Table 2) on this demo's 8-sequence batches keeps the bound below the threshold "
                                   "every step, lambda grows throughout and the heads converge (docs/demo.md); 0 "
                                   "constrains the plain importance-weighted estimate."})
-    threshold_source: str = field(default="estimate", metadata={"help": "See MOPOConfig.threshold_source."})
+    threshold_rule: str = field(default="attained", metadata={"help": "See MOPOConfig.threshold_rule (issue 10: "
+                                "'attained' replaced the printed 'paper' rule as the default)."})
+    constraint_estimator: str = field(default="policy", metadata={"help": "See MOPOConfig.constraint_estimator "
+                                      "(issue 10: 'policy' replaced the printed per-row 'row' estimate)."})
     lag_steps: int = field(default=30, metadata={"help": "t0 (the paper's 500 is longer than this whole run)."})
     steering_steps: int = field(default=10, metadata={"help": "Steering grid resolution: 10 gives 11 weights."})
     steering_divergence: str = field(default="forward_kl", metadata={"help": "How steering combines the heads' "
@@ -130,9 +133,9 @@ SAMPLE_FIELDS = ("num_validation_prompts", "num_train_prompts", "responses_per_p
                  "sample_temperature", "generation_batch_size", "seed")
 MODEL_FIELDS = SAMPLE_FIELDS + ("sample_ends", "objectives", "train_pairs", "head_type", "lora_rank", "max_steps",
                                 "batch_size", "learning_rate", "head_learning_rate", "tau", "lower_bound_eps",
-                                "threshold_source", "lag_steps")
+                                "threshold_rule", "constraint_estimator", "lag_steps")
 #: what a run made before a field existed did, where that differs from the field's default today
-UNRECORDED_FIELDS = {"sample_ends": "sentence"}
+UNRECORDED_FIELDS = {"sample_ends": "sentence", "threshold_rule": "paper", "constraint_estimator": "row"}
 
 
 def check_reusable(out: Path, config: DemoConfig) -> None:
@@ -271,7 +274,8 @@ def train(model: Any, tokenizer: Any, pairs: Any, config: DemoConfig, out: Path)
     args = mopo.config_class(
         output_dir=str(out / "model"), max_steps=config.max_steps, learning_rate=config.learning_rate,
         head_learning_rate=config.head_learning_rate, per_device_train_batch_size=config.batch_size, tau=config.tau,
-        lower_bound_eps=config.lower_bound_eps, threshold_source=config.threshold_source, lag_steps=config.lag_steps,
+        lower_bound_eps=config.lower_bound_eps, threshold_rule=config.threshold_rule,
+        constraint_estimator=config.constraint_estimator, lag_steps=config.lag_steps,
         logging_steps=max(1, config.max_steps // 12), save_steps=max(1, config.max_steps // 4), save_total_limit=1,
         report_to=[], seed=config.seed, use_cpu=True, lr_scheduler_type="constant",
         max_completion_length=config.sample_max_new_tokens + 1)
