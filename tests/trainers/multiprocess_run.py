@@ -35,6 +35,7 @@ def main(out: str, per_device_batch: int, lower_bound_eps: float) -> None:
                       lag_steps=2, lower_bound_eps=lower_bound_eps, learning_rate=1e-2, use_cpu=True, report_to=[],
                       save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0, data_seed=0,
                       use_chat_template=False, precompute_ref_log_probs=True,
+                      thresholds=[0.9, 0.9],  # b^(0) above the reference: lambda moves (issue 10 defaults)
                       ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None)
     trainer = MOPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(make_rows(NUM_ROWS)),
                           objectives=OBJECTIVES, processing_class=tokenizer)
