@@ -6,6 +6,7 @@
         e.g. moalign train mopo; `moalign train` alone lists the registered methods
     moalign eval --model DIR [...EvalRunConfig fields]
     moalign demo [--quick] [--out DIR]
+    moalign compare --task toy-A|toy-B|demo [--methods ...] [--budget N] [--quick] [--out DIR]
 
 Every command's options are the fields of a config dataclass (help text from
 the fields); ``--config FILE.yaml`` loads them from YAML and flags given on
@@ -166,11 +167,21 @@ def _demo(argv: list[str]) -> int:
     return 0
 
 
+def _compare(argv: list[str]) -> int:
+    from moalign.experiments.compare import CompareConfig, run_compare
+
+    config = parse_config(CompareConfig, argv, "moalign compare")
+    run_compare(config)
+    print(f"wrote {config.out}/compare.json, report.md and fronts.png")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "synthetic": _synthetic,
     "train": _train,
     "eval": _eval,
     "demo": _demo,
+    "compare": _compare,
 }
 
 

@@ -1,0 +1,282 @@
+"""``moalign compare``: every method on the same task, budget and evaluation, the fronts side by side.
+
+Tasks:
+
+* ``toy-A`` / ``toy-B`` -- the MOPO paper's continuous toy problem (:mod:`moalign.experiments.toy`), driven
+  through :func:`run_toy` one method at a time (a finished method is never rerun). The budget is the number
+  of Adam steps of every policy network (each ``*_steps`` field of :class:`ToyConfig` except the lag),
+  with the same rows, seeds and grids for every method; the HV ratio to the true front is the score.
+* ``demo`` -- the demo task (:mod:`moalign.experiments.compare_demo`): the demo's prompts, split, sampled
+  responses and scorers, every registered method trained under one token budget
+  (:mod:`moalign.experiments.compare_budget`) and evaluated identically on the held-out prompts.
+
+Writes ``compare.json``, ``report.md`` and ``fronts.png`` into ``out``; ``state.json`` records finished
+methods so that an interrupted comparison resumes without retraining them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moalign.experiments.compare_report import (
+    front_relation,
+    plot_fronts,
+    relation_lines,
+    steerability,
+    write_json,
+)
+
+TASKS = ("toy-A", "toy-B", "demo")
+DEMO_METHODS = ("mopo", "ham", "sca", "ric", "mo_odpo", "modpo", "rewarded_soups", "odpo_soups", "p_morl")
+TOY_QUICK_BUDGET = 300
+TOY_BUDGET = 1000
+
+
+@dataclass
+class CompareConfig:
+    """Settings of ``moalign compare`` (demo sizes: see ``--quick``; toy: the toy's own settings)."""
+
+    task: str = field(default="demo", metadata={"help": "'toy-A', 'toy-B' or 'demo'."})
+    out: str = field(default="runs/compare", metadata={"help": "Output folder; finished methods there are reused."})
+    methods: list[str] | None = field(default=None, metadata={
+        "help": "Methods to compare (space- or comma-separated). Default: every method the task has (toy: the "
+                "toy's methods; demo: " + ", ".join(DEMO_METHODS) + ")."})
+    budget: int | None = field(default=None, metadata={
+        "help": "Equal budget per method. demo: training tokens processed forward+backward (default: the demo "
+                "MOPO run's size, 60 steps x 8 sequences x ~60 tokens; quick: 4000). toy: Adam steps of every "
+                f"policy network (default {TOY_BUDGET}; quick {TOY_QUICK_BUDGET})."})
+    budget_tolerance: float = field(default=0.25, metadata={
+        "help": "A method's spend must lie within budget x (1 +- tolerance); runs stop at the first optimizer step "
+                "that reaches their share, so the overshoot is under one step per run."})
+    quick: bool = field(default=False, metadata={"help": "Small tier (demo: minutes on the 2-core CPU; toy: the "
+                                                         "toy's quick data sizes)."})
+    seeds: int | None = field(default=None, metadata={"help": "Toy seeds (default 3, quick 1)."})
+    model_name_or_path: str = field(default="smollm2", metadata={
+        "help": "Base model of the demo task ('smollm2' or a saved model folder, e.g. a tiny test model)."})
+    reward_functions: list[str] = field(default_factory=lambda: ["positivity", "conciseness"], metadata={
+        "help": "The demo's scorers, one per objective (moalign.rewards.registry names or py:module:callable)."})
+    num_train_prompts: int = field(default=64, metadata={"help": "Demo: training prompts (the split of "
+                                                         "`moalign demo`, seeded)."})
+    num_validation_prompts: int = field(default=40, metadata={"help": "Demo: validation prompts (kept apart)."})
+    num_test_prompts: int = field(default=48, metadata={"help": "Demo: held-out prompts of the evaluation."})
+    responses_per_prompt: int = field(default=3, metadata={"help": "Demo: base-model samples per train prompt "
+                                                           "(offline methods' data)."})
+    sample_max_new_tokens: int = field(default=32, metadata={"help": "Demo: tokens of sampled / generated "
+                                                             "training responses (offline and online)."})
+    eval_max_new_tokens: int = field(default=32, metadata={"help": "Demo: tokens of evaluation responses (greedy)."})
+    steering_steps: int = field(default=4, metadata={"help": "Demo: weight grid resolution for steerable methods "
+                                                     "(4 -> 5 weights)."})
+    modpo_weights: list[float] = field(default_factory=lambda: [0.8, 0.5, 0.2], metadata={
+        "help": "MODPO trains one model per weight vector (w1, 1-w1); under the budget only these few, each with "
+                "budget / len(weights) tokens."})
+    batch_size: int = field(default=4, metadata={"help": "Demo: rows (pairs, points or prompts) per step."})
+    num_generations: int = field(default=2, metadata={"help": "Demo: GRPO group size (Rewarded Soups, P-MORL)."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Demo: learning rate of every method (constant)."})
+    lora_r: int = field(default=16, metadata={"help": "Demo: LoRA rank of every method (alpha = 2 x rank)."})
+    generation_batch_size: int = field(default=64, metadata={"help": "Demo: prompts per generate() call."})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples of every CI."})
+    reference_margin: float = field(default=0.1, metadata={"help": "Demo: shared reference = minimum of every "
+                                                           "policy mean minus margin x range."})
+    max_steps_cap: int = field(default=2000, metadata={"help": "Safety cap on a run's optimizer steps (the "
+                                                       "token budget normally stops it far earlier)."})
+    use_chat_template: bool | None = field(default=None, metadata={"help": "Demo: chat template for training and "
+                                                                  "evaluation (None: when the tokenizer has one)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the split, sampling, training and bootstrap."})
+    progress: bool = field(default=True, metadata={"help": "Print progress per method."})
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.methods is not None:
+            self.methods = [m.strip() for item in self.methods for m in str(item).split(",") if m.strip()]
+        if not 0 < self.budget_tolerance < 1:
+            raise ValueError(f"budget_tolerance must be in (0, 1), got {self.budget_tolerance}")
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"budget must be >= 1, got {self.budget}")
+
+    def resolved_budget(self) -> int:
+        if self.budget is not None:
+            return self.budget
+        if self.task.startswith("toy"):
+            return TOY_QUICK_BUDGET if self.quick else TOY_BUDGET
+        return 4000 if self.quick else 28800
+
+
+def log(config: CompareConfig, message: str) -> None:
+    if config.progress:
+        print(f"[compare {config.task}] {message}", flush=True)
+
+
+class CompareState:
+    """``out/state.json``: the settings and every finished method's record (resume = skip those)."""
+
+    def __init__(self, out: Path, settings: dict[str, Any]) -> None:
+        self.path = out / "state.json"
+        self.data: dict[str, Any] = {"settings": settings, "methods": {}}
+        if self.path.exists():
+            before = json.loads(self.path.read_text())
+            changed = [k for k in settings if before["settings"].get(k) != settings[k]]
+            if changed:
+                raise ValueError(f"{out} holds a comparison made with other settings ({', '.join(changed)}); "
+                                 "use another --out or delete it")
+            self.data = before
+
+    def done(self, method: str) -> dict[str, Any] | None:
+        return self.data["methods"].get(method)
+
+    def finish(self, method: str, record: dict[str, Any]) -> None:
+        self.data["methods"][method] = record
+        write_json(self.path, self.data)
+
+
+#: settings that do not change what a method's training or evaluation produces
+_NOT_DECISIVE = {"out", "methods", "progress"}
+
+
+def run_compare(config: CompareConfig, base_builder: Any = None) -> dict[str, Any]:
+    """Run (or resume) the comparison; returns what ``compare.json`` holds.
+
+    ``base_builder`` (demo task): a callable returning a fresh ``(base_model, tokenizer)``; default loads
+    ``config.model_name_or_path``. Tests pass a tiny model and scripted reward functions.
+    """
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in asdict(config).items() if k not in _NOT_DECISIVE}
+    settings["budget"] = config.resolved_budget()
+    state = CompareState(out, settings)
+    if config.task == "demo":
+        from moalign.experiments.compare_demo import run_demo_compare
+
+        result = run_demo_compare(config, state, out, base_builder)
+    else:
+        result = run_toy_compare(config, state, out)
+    write_json(out / "compare.json", result)
+    (out / "report.md").write_text(result.pop("_report_md"))
+    return result
+
+
+# ---------------------------------------------------------------------------- toy
+def toy_methods() -> tuple[str, ...]:
+    """The methods the toy benchmark offers (read at call time: the toy gains methods)."""
+    from moalign.experiments import toy
+
+    return tuple(toy.ALL_METHODS)
+
+
+def toy_config(config: CompareConfig, method: str, out: Path) -> Any:
+    """The :class:`ToyConfig` of one method: the task's set, seeds and sizes, every ``*_steps`` = the budget."""
+    from moalign.experiments.toy import QUICK, ToyConfig
+
+    budget = config.resolved_budget()
+    names = {f.name for f in dataclasses.fields(ToyConfig)}
+    steps = {n: budget for n in names if n.endswith("_steps") and "lag" not in n}
+    sizes = {k: v for k, v in QUICK.items() if k not in steps and k != "seeds"} if config.quick else {}
+    seeds = config.seeds if config.seeds is not None else (1 if config.quick else 3)
+    return ToyConfig(set=config.task[-1], out=str(out), seeds=seeds, seed=config.seed, methods=[method],
+                     **{**sizes, **steps})
+
+
+def run_toy_compare(config: CompareConfig, state: CompareState, out: Path) -> dict[str, Any]:
+    """Each selected toy method in its own :func:`run_toy` call (resumable), then one table and one plot."""
+    from moalign.experiments.toy import run_toy
+
+    offered = toy_methods()
+    methods = config.methods or list(offered)
+    unknown = sorted(set(methods) - set(offered))
+    if unknown:
+        raise ValueError(f"the toy offers {', '.join(offered)}; unknown: {', '.join(unknown)}")
+    for i, method in enumerate(methods, 1):
+        if state.done(method):
+            log(config, f"{i}/{len(methods)} {method}: done before, reused")
+            continue
+        log(config, f"{i}/{len(methods)} {method}: training ...")
+        start = time.time()
+        method_dir = out / "toy" / method
+        run_toy(toy_config(config, method, method_dir), progress=False)
+        state.finish(method, {"dir": str(method_dir), "seconds": time.time() - start})
+        log(config, f"{i}/{len(methods)} {method}: finished in {time.time() - start:.0f} s")
+    return toy_result(config, state, methods)
+
+
+def _toy_weights(params: dict[str, Any]) -> list[float] | None:
+    w = params.get("preference", params.get("w"))
+    if w is None:
+        return None
+    return [float(w), 1.0 - float(w)] if np.isscalar(w) else [float(v) for v in w]
+
+
+def toy_result(config: CompareConfig, state: CompareState, methods: list[str]) -> dict[str, Any]:
+    """Rows (the toy's method entries), HV ratios, relation, steerability, plot and table from the JSONs."""
+    rows: dict[str, Any] = {}
+    reference = true_front = None
+    for method in methods:
+        record = state.done(method)
+        res = json.loads((Path(record["dir"]) / f"toy_{config.task[-1]}.json").read_text())
+        ref = res["reference_point"]
+        if reference is not None and not np.allclose(ref, reference):
+            raise RuntimeError(f"toy runs disagree on the reference point ({ref} vs {reference})")
+        reference, true_front = ref, res["true_front"]
+        steps = {k: v for k, v in res["config"].items() if k.endswith("_steps") and "lag" not in k}
+        for name, summary in res["methods"].items():
+            if name == "uniform reference":
+                continue
+            pols = [p for p in res["policies"] if p["method"] == name]
+            seed0 = pols[0]["params"].get("seed")
+            first = [p for p in pols if p["params"].get("seed") == seed0]
+            points = np.array([p["expected_rewards"] for p in first])
+            weights = [_toy_weights(p["params"]) for p in first]
+            steer = steerability(weights, points, ["r1", "r2"])
+            if not steer["steerable"] and name.startswith("MOPO"):
+                steer["reason"] = "fixed: indexed by (primary, threshold b), not by a weight"
+            rows[name] = {"method": method, "points": points.tolist(), "hv_ratio_mean": summary["hv_ratio_mean"],
+                          "hv_ratio_std": summary["hv_ratio_std"], "hv_ratio_per_seed": summary["hv_ratio_per_seed"],
+                          "policies_per_seed": summary["policies_per_seed"], "steerability": steer,
+                          "budget_steps": steps, "seconds": record["seconds"],
+                          "policies": [{"params": p["params"], "expected_rewards": p["expected_rewards"],
+                                        "probs": p["probs"]} for p in pols]}
+        uniform = next(p["expected_rewards"] for p in res["policies"] if p["method"] == "uniform reference")
+    from moalign.core.pareto import hypervolume
+
+    ref = np.asarray(reference)
+    for r in rows.values():  # recomputed on the written points with moocore: must equal the toy's own ratio
+        r["hv_seed0_recomputed"] = hypervolume(np.asarray(r["points"]), ref) / true_front["hypervolume"]
+    relations = {a: {b: front_relation(ra["points"], rb["points"]) for b, rb in rows.items() if b != a}
+                 for a, ra in rows.items()}
+    out = Path(config.out)
+    plot_fronts(rows, ["E[r1]", "E[r2]"], out / "fronts.png", base=uniform, true_front=true_front["vertices"],
+                title=f"toy set {config.task[-1]}: every method (seed {config.seed}), true front")
+    result = {"task": config.task, "budget": {"rule": "Adam steps of every policy network (all *_steps fields but "
+                                              "the lag); same rows, seeds and grids", "steps": config.resolved_budget(),
+                                              "tolerance": 0.0},
+              "reference_point": reference, "true_front": true_front, "base": {"name": "uniform reference",
+                                                                              "expected_rewards": uniform},
+              "rows": rows, "relations": relations, "config": asdict(config)}
+    result["_report_md"] = render_toy_report(result)
+    return result
+
+
+def render_toy_report(result: dict[str, Any]) -> str:
+    rows = sorted(result["rows"].items(), key=lambda kv: -kv[1]["hv_ratio_mean"])
+    lines = [f"# moalign compare --task {result['task']}", "",
+             f"Budget: {result['budget']['rule']} = {result['budget']['steps']}. HV ratio = HV(policies of one "
+             f"seed) / HV(true front), reference point {result['reference_point']} (shared).", "",
+             "| method | toy run | policies/seed | HV ratio (mean ± std over seeds) | steerability (Spearman r1 / r2) | "
+             "steps (spend) | s |", "|---|---|---|---|---|---|---|"]
+    for name, r in rows:
+        st = r["steerability"]
+        steer = ("steerable: " + " / ".join("–" if v is None else f"{v:+.2f}" for v in st["spearman"].values())
+                 if st["steerable"] else st["reason"].split(":")[0])
+        steps = "0 (oracle, no training)" if r["method"] == "cop" else str(result["budget"]["steps"])
+        lines.append(f"| {name} | {r['method']} | {r['policies_per_seed']} | {r['hv_ratio_mean']:.3f} ± "
+                     f"{r['hv_ratio_std']:.3f} | {steer} | {steps} | {r['seconds']:.0f} |")
+    lines += ["", "Domination between fronts (seed 0; HaM relation, compare_report.front_relation):"]
+    lines += relation_lines(result["relations"])
+    lines += ["", "![fronts](fronts.png)", ""]
+    return "\n".join(lines)
