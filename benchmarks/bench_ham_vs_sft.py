@@ -12,7 +12,7 @@ docs/benchmarks.md. Three parts, in ONE process:
    ratios to SFT are printed (target: HaM K = 5 <= 1.15x SFT).
 2. **Memory.** One HaM step with 1 vs 5 low-rank heads under
    ``moalign.models.testing.TensorMemoryTracker`` (parameters + buffers + peak allocated; target <= 1.1x).
-3. **Hypervolume estimators** (``moalign.core.hypervolume``, no model): exact inclusion-exclusion
+3. **Hypervolume estimators** (``moalign.core.ham``, no model): exact inclusion-exclusion
    (eq. 6) vs random scalarisation (eq. 10, N directions) for K = 2..12 points, J = 2, 3: time of
    value + gradient, and the random estimate's relative error (mean over seeds).
 
@@ -161,7 +161,7 @@ def measure_memory(cli: argparse.Namespace, base: Any, tokenizer: Any, output_di
 
 
 def time_hypervolume(max_points: int, num_directions: int, seeds: int, repeats: int) -> list[dict[str, Any]]:
-    from moalign.core.hypervolume import inclusion_exclusion_hypervolume, random_hypervolume_scalarization
+    from moalign.core.ham import inclusion_exclusion_hypervolume, random_hypervolume_scalarization
 
     def timed(fn: Any, points: torch.Tensor) -> float:
         times = []

@@ -1,4 +1,4 @@
-"""moalign.core.hypervolume against independent truth: moocore, finite differences, Monte-Carlo rates."""
+"""moalign.core.ham against independent truth: moocore, finite differences, Monte-Carlo rates."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from moalign.core.hypervolume import (
+from moalign.core.ham import (
     hypervolume_scalarization_constant,
     inclusion_exclusion_hypervolume,
     normalize_log_likelihood,

@@ -10,7 +10,7 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig
 
-from moalign.core.hypervolume import inclusion_exclusion_hypervolume
+from moalign.core.ham import inclusion_exclusion_hypervolume
 from moalign.models import MultiHeadCausalLM, MultiHeadConfig
 from moalign.models.testing import make_tiny_llama_and_tokenizer
 from moalign.trainers.collator import PointwiseCollator

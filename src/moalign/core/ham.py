@@ -15,7 +15,7 @@ K policies (heads), J objectives.
   minimum it sets), so it never moves back. ``smooth_temperature=t`` replaces
   the clip by ``t * softplus(u / t)`` (``u = (F + z) / z``), which is within
   ``t log 2`` of the clip everywhere, keeps the order, and has a positive
-  gradient everywhere (see tests/core/test_hypervolume.py).
+  gradient everywhere (see tests/core/test_ham.py).
 * :func:`inclusion_exclusion_hypervolume` -- the exact hypervolume of eq. 6,
   ``sum_{S != {}} (-1)^{|S|-1} prod_j max(min_{k in S} v_kj - ref_j, 0)``,
   vectorised over the 2^K - 1 subsets: O(J K 2^K) time and memory.

@@ -15,7 +15,7 @@ is a sum over rows, it is a function of the sufficient statistics
 (full batch, B = N). Every step is plain Adam on the logits.
 
 * HaM: K tabular policies, loss ``-HV(F_bar; ref = 0)`` with ``F_bar`` eq. 4 of F (eq. 9) and HV
-  the exact inclusion-exclusion of eq. 6 (``moalign.core.hypervolume``).
+  the exact inclusion-exclusion of eq. 6 (``moalign.core.ham``).
 * SCA (eq. 5): one policy per weight vector w, loss ``-sum_j w_j F_bar_j``. Where the clip of eq. 4
   is inactive this is ``(1/z) sum_j w_j F_j + const``, maximised per context by the closed form
   ``pi_w(a | c) = sum_j w_j S_j[c, a] / sum_a' sum_j w_j S_j[c, a']`` (Gibbs' inequality; for
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from moalign.core.hypervolume import (
+from moalign.core.ham import (
     inclusion_exclusion_hypervolume,
     normalize_log_likelihood,
     weighted_log_likelihood,
@@ -119,7 +119,7 @@ def weighted_ll_of_probs(tables: PointwiseTables, probs: np.ndarray) -> np.ndarr
 
 
 def normalised(values: np.ndarray, z: float, smooth_temperature: float | None = None) -> np.ndarray:
-    """Eq. 4 on numpy values (through ``core.hypervolume.normalize_log_likelihood``)."""
+    """Eq. 4 on numpy values (through ``core.ham.normalize_log_likelihood``)."""
     t = torch.as_tensor(np.asarray(values, float), dtype=torch.float64)
     return normalize_log_likelihood(t, z, smooth_temperature).numpy()
 
@@ -157,7 +157,7 @@ def _init_logits(tables: PointwiseTables, num: int, noise: float, seed: int) -> 
 
 
 def _weighted_ll(sums: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
-    """(P, J) F of eq. 9 for tabular log-probs ``(P, C, A)``, via ``core.hypervolume.weighted_log_likelihood``:
+    """(P, J) F of eq. 9 for tabular log-probs ``(P, C, A)``, via ``core.ham.weighted_log_likelihood``:
     each cell is a 'row' with the cell's summed rewards; the 1/B of eq. 9 is undone since sums are already /N."""
     cells = sums.shape[1] * sums.shape[2]
     return weighted_log_likelihood(logp.reshape(logp.shape[0], cells), sums.reshape(sums.shape[0], cells).T) * cells

@@ -10,7 +10,7 @@ Per step, on a batch of B pointwise rows (x_i, y_i, scores_i):
 3. ``F_j(theta_k) = (1/B) sum_i r_ij log p(y_i | x_i; theta_k)`` (eq. 9) for every head and objective,
    averaged over the processes' rows (so that several processes compute the F of the global batch);
 4. ``F_bar = max((F + z) / z, 0)`` (eq. 4; optional softplus variant, see
-   :func:`moalign.core.hypervolume.normalize_log_likelihood`);
+   :func:`moalign.core.ham.normalize_log_likelihood`);
 5. loss ``= -HV({F_bar(theta_k)}_k; ref = 0)``: exact inclusion-exclusion (eq. 6) or the random
    hypervolume scalarisation (eq. 10) for many heads.
 
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from moalign.core.hypervolume import (
+from moalign.core.ham import (
     inclusion_exclusion_hypervolume,
     normalize_log_likelihood,
     random_hypervolume_scalarization,
