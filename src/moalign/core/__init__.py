@@ -2,6 +2,8 @@
 
 from moalign.core.losses import dpo_loss
 from moalign.core.mopo import (
+    CONSTRAINT_ESTIMATORS,
+    THRESHOLD_RULES,
     THRESHOLD_SOURCES,
     MOPODual,
     WeightFn,
@@ -14,6 +16,7 @@ from moalign.core.mopo import (
     lower_bound,
     lower_bound_dual,
     lower_bound_gradient_step,
+    policy_estimate_weights,
     self_normalised_weights,
     symmetric_augmentation,
     tabular_win_rates,
@@ -21,6 +24,7 @@ from moalign.core.mopo import (
 from moalign.core.pareto import dominates, front_dominance, hypervolume, non_dominated, non_dominated_mask
 
 __all__ = [
+    "CONSTRAINT_ESTIMATORS", "THRESHOLD_RULES", "policy_estimate_weights",
     "THRESHOLD_SOURCES", "MOPODual", "WeightFn", "adaptive_threshold", "closed_form_log_ratio", "constraint_estimate",
     "constraint_value", "dominates", "dpo_loss", "dual_step", "front_dominance", "hypervolume",
     "lagged_reference_log_weight", "lower_bound", "lower_bound_dual", "lower_bound_gradient_step", "non_dominated",
