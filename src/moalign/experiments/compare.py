@@ -140,11 +140,11 @@ class CompareState:
 _NOT_DECISIVE = {"out", "methods", "progress"}
 
 
-def run_compare(config: CompareConfig, base_builder: Any = None) -> dict[str, Any]:
+def run_compare(config: CompareConfig) -> dict[str, Any]:
     """Run (or resume) the comparison; returns what ``compare.json`` holds.
 
-    ``base_builder`` (demo task): a callable returning a fresh ``(base_model, tokenizer)``; default loads
-    ``config.model_name_or_path``. Tests pass a tiny model and scripted reward functions.
+    The demo task's base model is ``config.model_name_or_path`` (tests pass a tiny saved model and scripted
+    ``py:`` reward functions).
     """
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,7 @@ def run_compare(config: CompareConfig, base_builder: Any = None) -> dict[str, An
     if config.task == "demo":
         from moalign.experiments.compare_demo import run_demo_compare
 
-        result = run_demo_compare(config, state, out, base_builder)
+        result = run_demo_compare(config, state, out)
     else:
         result = run_toy_compare(config, state, out)
     write_json(out / "compare.json", result)

@@ -184,10 +184,23 @@ def plot_fronts(methods: Mapping[str, dict[str, Any]], objectives: Sequence[str]
     return path
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN / inf float replaced by None (strict JSON), numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` atomically (a temporary file, then a rename)."""
+    """Write ``data`` atomically (a temporary file, then a rename); non-finite floats become null."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
+    tmp.write_text(json.dumps(_finite(data), indent=1, allow_nan=False))
     tmp.replace(path)
     return path
 

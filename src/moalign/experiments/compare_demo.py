@@ -1,0 +1,357 @@
+"""``moalign compare --task demo``: every method on the demo task, same data, budget and evaluation.
+
+Data (``out/data/``, made once): the seeded train / validation / test split of ``moalign demo``
+(:func:`moalign.experiments.demo.split_prompts`), ``responses_per_prompt`` base-model samples per train
+prompt (:func:`~moalign.experiments.demo.sample_responses`, budget-cut samples flagged truncated), scored by
+the same scorers; offline methods train on them -- pairwise rows with scores (MOPO, MODPO) or the scored
+responses (HaM, SCA, RiC) -- and online methods draw their prompts from the same train prompts
+(``prompts.jsonl``) and score their own samples with the same scorers.
+
+Training: :func:`moalign.trainers.run.train_method` for every method, with one shared set of settings
+(LoRA rank, learning rate, batch, lengths, seed) and the token budget of
+:mod:`moalign.experiments.compare_budget` (MODPO: ``len(modpo_weights)`` models, soups: K specialists,
+each run ``budget / runs`` tokens).
+
+Evaluation, identical for every method: greedy responses to the held-out test prompts from each of the
+method's policies -- MOPO's steering grid (its corners are the heads), HaM's heads, SCA's weight heads,
+RiC's preference prompts, MO-ODPO's and P-MORL's conditioned prompts, the soups' interpolated adapters,
+MODPO's per-weight models -- scored on the *unconditioned* prompt; the base model once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moalign.experiments.compare import DEMO_METHODS, CompareConfig, CompareState, log
+from moalign.experiments.compare_budget import PeakMemory, metered
+from moalign.experiments.compare_report import (
+    hypervolume_ci,
+    plot_fronts,
+    relation_lines,
+    render_demo_table,
+    render_policy_table,
+    steerability,
+    summarise_fronts,
+)
+
+POINTWISE = ("ham", "sca", "ric")
+PAIRWISE = ("mopo", "modpo")
+SOUPS = ("rewarded_soups", "odpo_soups")
+
+
+def demo_config(config: CompareConfig) -> Any:
+    """The :class:`DemoConfig` whose split and sampling the comparison shares."""
+    from moalign.experiments.demo import DemoConfig
+
+    return DemoConfig(out=config.out, num_train_prompts=config.num_train_prompts,
+                      num_validation_prompts=config.num_validation_prompts, num_test_prompts=config.num_test_prompts,
+                      responses_per_prompt=config.responses_per_prompt,
+                      sample_max_new_tokens=config.sample_max_new_tokens, eval_max_new_tokens=config.eval_max_new_tokens,
+                      generation_batch_size=config.generation_batch_size, seed=config.seed)
+
+
+def quick_overrides(config: CompareConfig) -> CompareConfig:
+    """``--quick``: the small tier (sizes of ``moalign demo --quick``; 3-point weight grids; 2 MODPO weights)."""
+    if not config.quick:
+        return config
+    from dataclasses import replace
+
+    return replace(config, num_train_prompts=24, responses_per_prompt=2, num_test_prompts=12,
+                   sample_max_new_tokens=24, eval_max_new_tokens=24, steering_steps=2, bootstrap_samples=200,
+                   modpo_weights=[0.8, 0.2], quick=False)
+
+
+def load_base(config: CompareConfig) -> tuple[Any, Any]:
+    """A fresh base model and its tokenizer (a new copy each call: PEFT wraps models in place)."""
+    from moalign.models import load_base_model, load_tokenizer
+
+    return load_base_model(config.model_name_or_path), load_tokenizer(config.model_name_or_path)
+
+
+def prepare_data(config: CompareConfig, out: Path, reward_fns: list, objectives: list[str]) -> dict[str, Any]:
+    """Split, sample, score and write the shared data once (``out/data``); returns paths and the test prompts."""
+    from moalign.data import from_rows
+    from moalign.data.io import to_jsonl
+    from moalign.experiments.demo import (
+        _read_jsonl,
+        _write_jsonl,
+        build_pairs,
+        objective_correlations,
+        sample_responses,
+        split_prompts,
+        training_samples,
+    )
+    from moalign.rewards.labelling import score_completions
+
+    data = out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    demo = demo_config(config)
+    splits = split_prompts(demo)
+    paths = {"pairs": data / "pairs.jsonl", "points": data / "points.jsonl", "prompts": data / "prompts.jsonl"}
+    if not (data / "done.json").exists():
+        base, tokenizer = load_base(config)
+        if not (data / "samples.jsonl").exists():
+            _write_jsonl(data / "samples.jsonl", sample_responses(base, tokenizer, splits["train"], demo))
+        samples = training_samples(_read_jsonl(data / "samples.jsonl"), "truncated")
+        scores = np.asarray(score_completions([s["prompt"] for s in samples], [s["completion"] for s in samples],
+                                              reward_fns), float)
+        pairs, _ = build_pairs(samples, scores, objectives)
+        to_jsonl(pairs, paths["pairs"])
+        points = from_rows([{**s, "scores": [float(v) for v in sc]} for s, sc in zip(samples, scores)],
+                           objectives=objectives, kind="pointwise", source="samples")
+        to_jsonl(points, paths["points"])
+        _write_jsonl(paths["prompts"], [{"prompt": p} for p in splits["train"]])
+        info = {"num_samples": len(samples), "num_pairs": len(pairs),
+                "objective_correlation_on_samples": objective_correlations(scores, objectives),
+                "num_train_prompts": len(splits["train"]), "num_test_prompts": len(splits["test"])}
+        (data / "done.json").write_text(json.dumps(info, indent=1))
+    return {**{k: str(v) for k, v in paths.items()}, "test": splits["test"],
+            "info": json.loads((data / "done.json").read_text())}
+
+
+def method_args(method: str, config: CompareConfig, paths: dict[str, Any], output_dir: Path,
+                weights: list[float] | None = None) -> Any:
+    """The method's config: shared settings + its data + what the method itself needs."""
+    from moalign.experiments.demo import DemoConfig
+    from moalign.trainers.registry import get_method
+
+    common = dict(model_name_or_path=config.model_name_or_path, output_dir=str(output_dir),
+                  max_steps=config.max_steps_cap, per_device_train_batch_size=config.batch_size,
+                  learning_rate=config.learning_rate, lr_scheduler_type="constant", use_cpu=True, report_to=[],
+                  seed=config.seed, save_strategy="no", logging_steps=10, disable_tqdm=True, lora_r=config.lora_r,
+                  lora_alpha=2 * config.lora_r, max_completion_length=config.sample_max_new_tokens + 1,
+                  use_chat_template=config.use_chat_template)
+    extra: dict[str, Any]
+    if method == "mopo":
+        d = DemoConfig()  # the demo's MOPO settings, as `moalign demo` trains it
+        extra = dict(dataset_path=paths["pairs"], tau=d.tau, lower_bound_eps=d.lower_bound_eps,
+                     threshold_rule=d.threshold_rule, constraint_estimator=d.constraint_estimator,
+                     lag_steps=d.lag_steps, head_type=d.head_type)
+    elif method == "modpo":
+        extra = dict(dataset_path=paths["pairs"], weights=weights)
+    elif method in POINTWISE:
+        extra = dict(dataset_path=paths["points"])
+    else:
+        extra = dict(dataset_path=paths["prompts"], reward_functions=list(config.reward_functions))
+        if method in ("rewarded_soups", "p_morl"):
+            extra["num_generations"] = config.num_generations
+    return get_method(method).config_class(**common, **extra)
+
+
+def train_method_on_budget(method: str, config: CompareConfig, paths: dict[str, Any], mdir: Path,
+                           budget: int) -> dict[str, Any]:
+    """Train ``method`` from scratch into ``mdir/model`` under the token budget; its spend, time, memory."""
+    from moalign.trainers.run import train_method
+
+    if mdir.exists():
+        shutil.rmtree(mdir)  # an interrupted method restarts: its budget is counted from zero
+    mdir.mkdir(parents=True)
+    if method == "modpo":
+        jobs = [(mdir / f"model_w{w:g}", [w, 1.0 - w]) for w in config.modpo_weights]
+    else:
+        jobs = [(mdir / "model", None)]
+    runs = len(jobs) * (len(config.reward_functions) if method in SOUPS else 1)
+    start = time.time()
+    with PeakMemory() as memory, metered(run_budget=-(-budget // runs)) as meter:
+        for directory, weights in jobs:
+            train_method(method, method_args(method, config, paths, directory, weights))
+    spend = meter.tokens
+    ratio = spend / budget
+    return {"budget": {"tokens": spend, "budget": budget, "ratio": ratio, "runs": len(meter.runs),
+                       "planned_runs": runs, "within_tolerance": abs(ratio - 1) <= config.budget_tolerance,
+                       "per_run": [vars(r) for r in meter.runs]},
+            "train_seconds": time.time() - start, "memory": memory.to_dict(),
+            "models": [str(d) for d, _ in jobs], "modpo_weights": [w for _, w in jobs] if method == "modpo" else None}
+
+
+def _grid(config: CompareConfig, k: int) -> list[tuple[float, ...]]:
+    from moalign.eval.policies import steering_grid
+
+    return steering_grid(k, config.steering_steps)
+
+
+def method_policies(method: str, config: CompareConfig, record: dict[str, Any], k: int) -> list[tuple[Any, list]]:
+    """``[(load_model, [(Policy, prompt_transform or None, weights or None), ...]), ...]`` of a trained method."""
+    from moalign.eval.policies import Policy
+    from moalign.models import MultiHeadCausalLM
+    from moalign.models.loading import load_base_model
+
+    models = [Path(m) for m in record["models"]]
+    base = lambda: load_base_model(config.model_name_or_path)  # noqa: E731
+    multihead = lambda d: (lambda: MultiHeadCausalLM.from_pretrained(d, base_model=base(), is_trainable=False))  # noqa: E731
+    grid = _grid(config, k)
+    if method == "mopo":
+        from moalign.experiments.demo import DemoConfig
+
+        div = DemoConfig().steering_divergence
+        return [(multihead(models[0]), [(Policy.steered(w, divergence=div), None, list(w)) for w in grid])]
+    if method in ("ham", "sca"):
+        import json as _json
+
+        names = _json.loads((models[0] / "multihead_config.json").read_text())["multihead"]["head_names"]
+        entries = []
+        for i, name in enumerate(names):
+            w = None
+            if method == "sca":
+                w = [float(v) for v in name.split("_")[1:]]
+            entries.append((Policy.from_head(i, name=f"head:{name}"), None, w))
+        return [(multihead(models[0]), entries)]
+    if method == "ric":
+        from moalign.trainers.ric_trainer import RewardConditioner
+
+        cond = RewardConditioner.load(models[0])
+        return [(multihead(models[0]), [(Policy.as_is(f"ric[{','.join(f'{v:g}' for v in w)}]"),
+                                         lambda p, w=w: cond.prompt_for_preference(p, list(w)), list(w))
+                                        for w in grid])]
+    if method == "modpo":
+        return [(multihead(d), [(Policy.as_is(f"modpo[{w[0]:g},{w[1]:g}]"), None, w)])
+                for d, w in zip(models, record["modpo_weights"])]
+    if method == "mo_odpo":
+        from moalign.trainers.mo_odpo_trainer import load_conditioning
+
+        spec = load_conditioning(models[0])
+        return [(multihead(models[0]), [(Policy.conditioned(w, spec), None, list(w)) for w in grid])]
+    if method == "p_morl":
+        from peft import PeftModel
+
+        from moalign.trainers.p_morl_trainer import load_conditioning
+
+        spec = load_conditioning(models[0])
+        return [(lambda: PeftModel.from_pretrained(base(), str(models[0])),
+                 [(Policy.conditioned(w, spec), None, list(w)) for w in grid])]
+    if method in SOUPS:
+        from moalign.models.soups import SoupModel
+
+        return [(lambda: SoupModel.from_pretrained(models[0], base_model=base()),
+                 [(Policy.weighted(w), None, list(w)) for w in grid])]
+    raise ValueError(f"compare has no evaluation recipe for method {method!r}")
+
+
+def evaluate_method(groups: list[tuple[Any, list]], tokenizer: Any, prompts: list[str], reward_fns: list,
+                    settings: Any) -> tuple[list[dict], np.ndarray]:
+    """Greedy responses of every policy on ``prompts``, scored on the plain prompts: (policy rows, scores)."""
+    from moalign.eval.generate import generate_completions
+    from moalign.rewards.labelling import score_completions
+
+    rows, scores = [], []
+    for load, entries in groups:
+        model = load()
+        model.eval()
+        for policy, transform, weights in entries:
+            asked = [transform(p) for p in prompts] if transform else prompts
+            texts = generate_completions(model, tokenizer, asked, policy, settings)
+            scores.append(score_completions(prompts, texts, reward_fns, context=f"policy '{policy.name}'"))
+            rows.append({**policy.to_dict(), "weights": weights, "completions": texts})
+        del model
+    return rows, np.stack(scores)
+
+
+def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> dict[str, Any]:
+    """Data once, then every method (resumable), then one report."""
+    from moalign.eval.generate import GenerationSettings, generate_completions
+    from moalign.eval.policies import Policy
+    from moalign.rewards.labelling import score_completions
+    from moalign.trainers.mo_odpo_trainer import resolve_rewards, reward_spec_names
+    from moalign.trainers.registry import available_methods
+
+    import torch
+
+    cfg = quick_overrides(config)
+    budget = config.resolved_budget()
+    methods = cfg.methods or [m for m in DEMO_METHODS if m in available_methods()]
+    unknown = sorted(set(methods) - set(DEMO_METHODS))
+    if unknown:
+        raise ValueError(f"compare --task demo knows {', '.join(DEMO_METHODS)}; unknown: {', '.join(unknown)}")
+    reward_fns = resolve_rewards(list(cfg.reward_functions))
+    objectives = reward_spec_names(list(cfg.reward_functions))
+    torch.manual_seed(cfg.seed)
+    log(cfg, "data: split, sample, score ...")
+    paths = prepare_data(cfg, out, reward_fns, objectives)
+    prompts = paths["test"]
+    settings = GenerationSettings(max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.generation_batch_size,
+                                  do_sample=False, seed=cfg.seed, progress=False,
+                                  use_chat_template=cfg.use_chat_template is not False)
+    base_path = out / "base_eval.json"
+    if not base_path.exists():
+        base, tokenizer = load_base(cfg)
+        texts = generate_completions(base, tokenizer, prompts, Policy.as_is("base"), settings)
+        base_scores = score_completions(prompts, texts, reward_fns, context="base model")
+        base_path.write_text(json.dumps({"scores": base_scores.tolist(), "completions": texts}))
+    base_scores = np.asarray(json.loads(base_path.read_text())["scores"], float)
+    from moalign.models import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.model_name_or_path)
+    for i, method in enumerate(methods, 1):
+        if state.done(method):
+            log(cfg, f"{i}/{len(methods)} {method}: done before, reused")
+            continue
+        log(cfg, f"{i}/{len(methods)} {method}: training (budget {budget} tokens) ...")
+        mdir = out / "methods" / method
+        torch.manual_seed(cfg.seed)
+        record = train_method_on_budget(method, cfg, paths, mdir, budget)
+        log(cfg, f"{i}/{len(methods)} {method}: {record['budget']['tokens']} tokens "
+                 f"({record['budget']['ratio']:.2f} x budget) in {record['train_seconds']:.0f} s; evaluating ...")
+        t = time.time()
+        rows, scores = evaluate_method(method_policies(method, cfg, record, len(objectives)), tokenizer, prompts,
+                                       reward_fns, settings)
+        np.save(mdir / "scores.npy", scores)
+        record["policies"] = rows
+        record["eval_seconds"] = time.time() - t
+        state.finish(method, {**record, "scores": str(mdir / "scores.npy")})
+        log(cfg, f"{i}/{len(methods)} {method}: done")
+    return demo_result(cfg, state, methods, objectives, base_scores, paths["info"], budget)
+
+
+def demo_result(cfg: CompareConfig, state: CompareState, methods: list[str], objectives: list[str],
+                base_scores: np.ndarray, data_info: dict, budget: int) -> dict[str, Any]:
+    """Per-policy means with CIs, shared reference, HV with CIs, steerability, relations, table, plot."""
+    from moalign.eval.report import bootstrap_mean_ci
+
+    boot = dict(num_samples=cfg.bootstrap_samples, seed=cfg.seed)
+    b = bootstrap_mean_ci(base_scores, **boot)
+    base = {"mean": np.atleast_1d(b.mean).tolist(), "ci_low": np.atleast_1d(b.low).tolist(),
+            "ci_high": np.atleast_1d(b.high).tolist()}
+    per_method: dict[str, Any] = {}
+    for method in methods:
+        rec = state.done(method)
+        scores = np.load(rec["scores"])
+        pols = []
+        for row, s in zip(rec["policies"], scores):
+            ci = bootstrap_mean_ci(s, **boot)
+            pols.append({k: v for k, v in row.items() if k != "completions"} |
+                        {"mean": np.atleast_1d(ci.mean).tolist(), "ci_low": np.atleast_1d(ci.low).tolist(),
+                         "ci_high": np.atleast_1d(ci.high).tolist(), "completions": row["completions"]})
+        per_method[method] = {**{k: v for k, v in rec.items() if k not in ("policies", "scores")},
+                              "policies": pols, "points": [p["mean"] for p in pols], "_scores": scores}
+    fronts = summarise_fronts(per_method, np.asarray(base["mean"]), margin=cfg.reference_margin)
+    ref = np.asarray(fronts["reference_point"])
+    for method, m in per_method.items():
+        m["hv"] = hypervolume_ci(m.pop("_scores"), ref, num_samples=cfg.bootstrap_samples, seed=cfg.seed)
+        m["steerability"] = steerability([p["weights"] for p in m["policies"]], m["points"], objectives)
+    result = {"task": "demo", "objectives": objectives, "data": data_info,
+              "budget": {"rule": "training tokens processed forward+backward (token positions entering the policy's "
+                                 "embedding in grad-enabled training-mode forwards; generation and reference passes "
+                                 "not counted)", "tokens": budget, "tolerance": cfg.budget_tolerance},
+              "reference_point": fronts["reference_point"], "reference_rule": fronts["reference_rule"],
+              "hypervolume_base": fronts["hypervolume_base"], "relations": fronts["relations"],
+              "base": base, "methods": per_method, "config": {k: v for k, v in vars(cfg).items()}}
+    out = Path(cfg.out)
+    plot_fronts(per_method, objectives, out / "fronts.png", base=base["mean"],
+                title=f"demo task: every method, {len(base_scores)} test prompts")
+    result["_report_md"] = "\n".join([
+        "# moalign compare --task demo", "",
+        f"Objectives {', '.join(objectives)}; {data_info['num_samples']} sampled responses, {data_info['num_pairs']} "
+        f"pairs from {data_info['num_train_prompts']} train prompts; evaluation: greedy, {len(base_scores)} held-out "
+        f"test prompts.", "",
+        f"Budget: {result['budget']['rule']} = {budget} tokens per method, tolerance ±{cfg.budget_tolerance:.0%}. "
+        f"HV reference point (shared): {[round(v, 4) for v in fronts['reference_point']]} "
+        f"({fronts['reference_rule']}); base model HV {fronts['hypervolume_base']:.4g}.", "",
+        render_demo_table(result), "", "Domination between fronts (HaM relation):", *relation_lines(fronts["relations"]),
+        "", "## Every policy", "", render_policy_table(result), "", "![fronts](fronts.png)", ""])
+    return result
