@@ -8,6 +8,7 @@ Every :class:`ToyConfig` field can be overridden on the command line, e.g.::
     .venv/bin/python benchmarks/bench_toy.py --set B --out runs/toy
     .venv/bin/python benchmarks/bench_toy.py --set A --seeds 1 --methods mopo --mopo_ratio_form sample
     .venv/bin/python benchmarks/bench_toy.py --set B --methods ham,sca,ric
+    .venv/bin/python benchmarks/bench_toy.py --set A --methods mo_odpo,p_morl,rewarded_soups,odpo_soups,modpo
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(format_table(result))
     if "weighted_likelihood" in result:  # HaM, SCA, RiC (toy_ham_run.py)
         print("\n" + format_weighted_likelihood_table(result))
+    if "odpo_settings" in result:  # MO-ODPO and its baselines (toy_odpo_run.py): their rows are in the table above
+        print(f"\nMO-ODPO/P-MORL/soups/MODPO settings: {result['odpo_settings']}")
     return result
 
 

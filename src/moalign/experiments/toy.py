@@ -35,6 +35,7 @@ from moalign.experiments.toy_methods import (
     train_mopo,
 )
 from moalign.experiments.toy_ham_run import WL_METHODS, run_weighted_likelihood_methods
+from moalign.experiments.toy_odpo_run import ODPO_METHODS, run_odpo_methods
 from moalign.experiments.toy_plot import plot_toy
 from moalign.experiments.toy_problem import (
     NUM_CONTEXTS,
@@ -52,6 +53,8 @@ QUICK = {"num_rows": 20_000, "seeds": 1, "dc_weights": 5, "cop_thresholds": 9, "
          "dpo_steps": 150, "mopo_steps": 300, "front_num_y": 401, "front_num_weights": 401}
 PRIMARIES = {"r1": [0], "r2": [1], "both": [0, 1]}
 ALL_METHODS = ("cop", "dpo", "mopo", "ham", "sca", "ric")  # ham/sca/ric: toy_ham_run.py (tabular, pointwise rows)
+ALL_METHODS += ODPO_METHODS  # mo_odpo, p_morl, rewarded_soups, odpo_soups, modpo: toy_odpo_run.py (issue 12)
+DEFAULT_METHODS = tuple(m for m in ALL_METHODS if m not in ODPO_METHODS)  # opt-in: +1.6k policies in the JSON
 
 
 @dataclass
@@ -63,8 +66,9 @@ class ToyConfig:
     seeds: int = field(default=3, metadata={"help": "Independent datasets + initialisations; HV ratios are "
                                                     "reported as mean +- std over seeds."})
     seed: int = field(default=0, metadata={"help": "First seed; runs use seed, seed+1, ..., seed+seeds-1."})
-    methods: list[str] = field(default_factory=lambda: list(ALL_METHODS), metadata={
-        "help": "Which methods to run: any of 'cop', 'dpo', 'mopo', 'ham', 'sca', 'ric', space- or comma-separated "
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS), metadata={
+        "help": "Which methods to run: any of 'cop', 'dpo', 'mopo', 'ham', 'sca', 'ric' (the default set) and "
+                "'mo_odpo', 'p_morl', 'rewarded_soups', 'odpo_soups', 'modpo', space- or comma-separated "
                 "(the uniform reference is always evaluated)."})
     quick: bool = field(default=False, metadata={"help": f"Fast tier for tests/CI smoke (well under a minute): "
                                                           f"overrides {sorted(QUICK)}."})
@@ -130,6 +134,13 @@ class ToyConfig:
         "help": "None: the clip of eq. 4; t > 0: the softplus variant t*softplus(u/t)."})
     ric_preferences: int = field(default=11, metadata={"help": "RiC: preferences (w, 1-w), w evenly in [0, 1]."})
     ric_learning_rate: float = field(default=0.1, metadata={"help": "RiC: Adam learning rate of the SFT."})
+    odpo_steps: int = field(default=1500, metadata={
+        "help": "Adam steps of the online methods (MO-ODPO, P-MORL, the soups' specialists; toy_online.py). MODPO "
+                "uses dpo_steps, dpo_batch_size, dpo_learning_rate."})
+    odpo_beta: float = field(default=0.1, metadata={"help": "DPO beta of MO-ODPO and the ODPO specialists."})
+    odpo_alpha: float = field(default=0.5, metadata={
+        "help": "Dirichlet alpha of MO-ODPO's and P-MORL's weights (paper: 1.0 / 0.7; 0.5 reaches the front's ends)."})
+    odpo_learning_rate: float = field(default=0.01, metadata={"help": "Adam lr of MO-ODPO and the ODPO specialists."})
     front_num_y: int = field(default=2001, metadata={"help": "Fine y grid of the true-front computation."})
     front_num_weights: int = field(default=2001, metadata={"help": "Weights w in [0, 1] of the true-front sweep."})
     reference_margin: float = field(default=0.1, metadata={
@@ -210,6 +221,8 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
     wl_run = None
     if set(cfg.methods) & set(WL_METHODS):  # HaM, SCA, RiC on pointwise rows (toy_ham_run.py)
         wl_run = run_weighted_likelihood_methods(cfg, seeds, add, timings, progress)
+    odpo_settings = run_odpo_methods(cfg, seeds, datasets, add, timings, progress) \
+        if set(cfg.methods) & set(ODPO_METHODS) else None  # issue 12: toy_odpo_run.py
 
     # evaluation with the true rewards
     for p in policies:
@@ -232,6 +245,8 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
     }
     if wl_run is not None:
         result["weighted_likelihood"] = wl_run.report(policies, front, methods)
+    if odpo_settings is not None:
+        result["odpo_settings"] = odpo_settings
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / f"toy_{cfg.set}.json", "w") as fh:
