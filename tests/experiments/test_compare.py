@@ -1,0 +1,148 @@
+"""``moalign compare``: shared reference and HV equal moocore's on the written points, the HaM domination
+relation on hand-made fronts, the equal token budget, and a demo-task comparison on a tiny saved model with
+scripted rewards end to end, resumed after an interruption with the same result as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import moocore
+import numpy as np
+import pytest
+
+from moalign.experiments import compare_demo
+from moalign.experiments.compare import CompareConfig, run_compare
+from moalign.experiments.compare_report import front_relation, hypervolume_ci, shared_reference, steerability
+from moalign.models.testing import make_tiny_llama_and_tokenizer
+
+REWARDS = ["charsum=py:tests.trainers.mo_odpo_rewards:CharSum", "length=py:tests.trainers.mo_odpo_rewards:Length"]
+METHODS = ["mopo", "sca", "modpo"]
+
+
+def test_front_relation_on_hand_made_fronts():
+    a = [[1.0, 3.0], [2.0, 2.0], [3.0, 1.0]]
+    inner = [[0.5, 2.5], [1.5, 1.5], [2.5, 0.5]]
+    assert front_relation(a, inner)["relation"] == "dominates"
+    assert front_relation(inner, a)["relation"] == "dominated"
+    assert front_relation(a, a)["relation"] == "equal"
+    crossing = [[0.0, 4.0], [4.0, 0.0]]
+    r = front_relation(a, crossing)
+    assert r["relation"] == "incomparable" and r["a_dominates_fraction_of_b"] == 0.0
+    # a weakly covering front with one point on the other's: still dominates (one strictly better point suffices)
+    assert front_relation([[1.0, 3.0], [2.5, 2.5]], [[1.0, 3.0], [2.0, 2.0]])["relation"] == "dominates"
+
+
+def test_shared_reference_and_bootstrap_hv():
+    pts = [np.array([[1.0, 2.0], [2.0, 1.0]]), np.array([[0.0, 0.5]])]
+    ref = shared_reference(pts, margin=0.1)
+    np.testing.assert_allclose(ref, [0.0 - 0.2, 0.5 - 0.15])
+    scores = np.random.default_rng(0).random((3, 20, 2))
+    hv = hypervolume_ci(scores, ref - 1, num_samples=50)
+    expected = moocore.hypervolume(scores.mean(1), ref=ref - 1, maximise=True)
+    assert hv["hv"] == pytest.approx(expected) and hv["ci_low"] <= hv["hv"] <= hv["ci_high"]
+    st = steerability([[0, 1], [0.5, 0.5], [1, 0]], [[0.1, 0.9], [0.5, 0.5], [0.8, 0.2]], ["a", "b"])
+    assert st["steerable"] and st["spearman"] == {"a": pytest.approx(1.0), "b": pytest.approx(1.0)}
+    assert not steerability([None, None], [[0, 0], [1, 1]], ["a", "b"])["steerable"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("compare") / "tiny"
+    base, tokenizer = make_tiny_llama_and_tokenizer()
+    base.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _config(tiny: Path, out: Path, methods: list[str]) -> CompareConfig:
+    return CompareConfig(task="demo", out=str(out), methods=methods, model_name_or_path=str(tiny),
+                         reward_functions=REWARDS, num_train_prompts=6, num_validation_prompts=2, num_test_prompts=4,
+                         responses_per_prompt=2, sample_max_new_tokens=4, eval_max_new_tokens=4, steering_steps=2,
+                         budget=600, bootstrap_samples=50, modpo_weights=[0.8, 0.2], batch_size=2, lora_r=4,
+                         use_chat_template=False, progress=False)
+
+
+def _comparable(result: dict) -> dict:
+    """What must not depend on an interruption: every policy's rewards, HV, spend (not times or memory)."""
+    return {m: {"points": r["points"], "hv": r["hv"], "tokens": r["budget"]["tokens"],
+                "completions": [p["completions"] for p in r["policies"]]} for m, r in result["methods"].items()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny, tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("full")
+    return run_compare(_config(tiny, out, METHODS)), out
+
+
+def test_demo_compare_end_to_end(uninterrupted):
+    result, out = uninterrupted
+    assert {p.name for p in out.iterdir()} >= {"compare.json", "report.md", "fronts.png", "state.json", "data"}
+    written = json.loads((out / "compare.json").read_text())
+    ref = np.asarray(written["reference_point"])
+    all_points = [m["points"] for m in written["methods"].values()] + [[written["base"]["mean"]]]
+    np.testing.assert_allclose(ref, shared_reference([np.asarray(p) for p in all_points], margin=0.1))
+    for name, m in written["methods"].items():  # HV of the written points against the written reference
+        assert m["hv"]["hv"] == pytest.approx(moocore.hypervolume(np.asarray(m["points"]), ref=ref, maximise=True))
+    assert len(written["methods"]["mopo"]["policies"]) == 3  # the 3-point steering grid
+    assert len(written["methods"]["sca"]["policies"]) == 5 and written["methods"]["sca"]["steerability"]["steerable"]
+    assert len(written["methods"]["modpo"]["policies"]) == 2 and len(written["methods"]["modpo"]["models"]) == 2
+    report = (out / "report.md").read_text()
+    assert "| method |" in report and "HaM relation" in report
+
+
+def test_equal_budget_within_tolerance(uninterrupted):
+    result, _ = uninterrupted
+    tol = result["budget"]["tolerance"]
+    for name, m in result["methods"].items():
+        b = m["budget"]
+        assert b["budget"] == 600 and abs(b["tokens"] / 600 - 1) <= tol and b["within_tolerance"], (name, b)
+        assert all(run["stopped_by_budget"] for run in b["per_run"]), name
+    assert result["methods"]["modpo"]["budget"]["runs"] == 2  # 300 tokens per weight
+
+
+def test_resume_after_interruption_equals_uninterrupted(tiny, tmp_path, uninterrupted, monkeypatch):
+    full, _ = uninterrupted
+    real = compare_demo.train_method_on_budget
+
+    def interrupted(method, *args, **kwargs):
+        if method == "modpo":
+            raise KeyboardInterrupt
+        return real(method, *args, **kwargs)
+
+    monkeypatch.setattr(compare_demo, "train_method_on_budget", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(_config(tiny, tmp_path, METHODS))
+    monkeypatch.setattr(compare_demo, "train_method_on_budget", real)
+    done = json.loads((tmp_path / "state.json").read_text())["methods"]
+    assert list(done) == ["mopo", "sca"]
+    trained = []
+    monkeypatch.setattr(compare_demo, "train_method_on_budget",
+                        lambda method, *a, **k: trained.append(method) or real(method, *a, **k))
+    resumed = run_compare(_config(tiny, tmp_path, METHODS))
+    assert trained == ["modpo"]  # mopo and sca, finished before the interruption, are not retrained
+    assert _comparable(resumed) == _comparable(full)
+
+
+def test_settings_change_refused(tiny, tmp_path, uninterrupted):
+    _, out = uninterrupted
+    config = _config(tiny, out, METHODS)
+    config.budget = 700
+    with pytest.raises(ValueError, match="other settings"):
+        run_compare(config)
+
+
+@pytest.mark.slow  # ~15 s: the toy's true front and data
+def test_toy_compare_shared_reference_and_hv_ratio(tmp_path):
+    config = CompareConfig(task="toy-B", out=str(tmp_path), methods=["cop", "mopo"], quick=True, budget=20,
+                           progress=False)
+    result = run_compare(config)
+    written = json.loads((tmp_path / "compare.json").read_text())
+    ref = np.asarray(written["reference_point"])
+    front_hv = written["true_front"]["hypervolume"]
+    for name, row in written["rows"].items():
+        hv = moocore.hypervolume(np.asarray(row["points"]), ref=ref, maximise=True) / front_hv
+        assert hv == pytest.approx(row["hv_ratio_per_seed"][0], abs=1e-9), name  # the toy's own ratio, same ref
+    assert set(result["rows"]) >= {"MOPO", "COP"} and (tmp_path / "fronts.png").is_file()
+    toy_json = json.loads((tmp_path / "toy" / "mopo" / "toy_B.json").read_text())
+    assert toy_json["config"]["mopo_steps"] == 20 and toy_json["config"]["dpo_steps"] == 20  # the equal budget
