@@ -286,7 +286,8 @@ def constraint_value(secondary: Tensor, source: str = "estimate", eps: float = 0
     return lower_bound(z_m, eps, p_m)[0]
 
 
-def policy_estimate_weights(policy_logp: Tensor, reference_logp: Tensor, clip: float = 5.0) -> Tensor:
+def policy_estimate_weights(policy_logp: Tensor, reference_logp: Tensor, clip: float = 5.0,
+                            probs: Tensor | None = None) -> Tensor:
     """Label-free weights ``w~ = clip(pi_theta / pi_ref)`` self-normalised over the batch (docs/design.md, MOPO 7).
 
     The constraint estimate of the per-sample form, ``G_hat = E[w I_q]`` (eq. 10),
@@ -295,9 +296,11 @@ def policy_estimate_weights(policy_logp: Tensor, reference_logp: Tensor, clip: f
     lambda > 0. With the policy's own importance ratio the weight of a row does
     not depend on its label, so ``mean(w~ I_q)`` estimates the policy's secondary
     value ``E_{y~pi_theta} p_q(y > mu)`` (self-normalised importance sampling,
-    data ``y ~ mu ~ pi_ref``). ``policy_logp``/``reference_logp`` ``(..., n)``.
+    data ``y ~ mu ~ pi_ref``). ``policy_logp``/``reference_logp`` ``(..., n)``; ``probs`` (optional,
+    broadcastable to ``(..., n)``): the data distribution over the samples when they are weighted
+    units (the toy's tabular cells), as in :func:`self_normalised_weights`.
     """
-    return self_normalised_weights((policy_logp - reference_logp).clamp(-clip, clip))
+    return self_normalised_weights((policy_logp - reference_logp).clamp(-clip, clip), probs)
 
 
 def lagged_reference_log_weight(logp_lagged: Tensor, logp_reference: Tensor, clip: float = 5.0) -> Tensor:

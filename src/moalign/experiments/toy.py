@@ -36,6 +36,7 @@ from moalign.experiments.toy_methods import (
 )
 from moalign.experiments.toy_ham_run import WL_METHODS, run_weighted_likelihood_methods
 from moalign.experiments.toy_odpo_run import ODPO_METHODS, run_odpo_methods
+from moalign.experiments.toy_dual import TOY_CONSTRAINT_ESTIMATORS, TOY_THRESHOLD_RULES, mopo_dual_report
 from moalign.experiments.toy_plot import plot_toy
 from moalign.experiments.toy_problem import (
     NUM_CONTEXTS,
@@ -47,6 +48,7 @@ from moalign.experiments.toy_problem import (
     mixture_hull,
     sample_preference_data,
     true_front,
+    true_win_rates,
 )
 
 QUICK = {"num_rows": 20_000, "seeds": 1, "dc_weights": 5, "cop_thresholds": 9, "mopo_thresholds": 5,
@@ -122,6 +124,18 @@ class ToyConfig:
                 "docs/design.md, MOPO 2; tilts the context distribution by exp(./tau), docs/toy.md)."})
     mopo_lower_bound_eps: float = field(default=0.0, metadata={
         "help": "KL radius of the pessimistic lower bound (eq. 4); 0 constrains G_hat itself."})
+    mopo_threshold_rule: str = field(default="fixed", metadata={
+        "help": "Issue 10 (docs/design.md, MOPO 7; docs/toy.md): 'fixed' (each b of the sweep held throughout: "
+                "how the toy traces a front), or the sweep values as b^(0) adapted every mopo_lag_steps by "
+                "'attained' (b <- beta * min(phase mean of the checked bound, bound of standing still)), 'paper' "
+                "(b <- beta * G_hat of the lagged policy, Alg. 1 line 10) or 'lower_bound'."})
+    mopo_threshold_beta: float = field(default=0.9995, metadata={"help": "beta of the adaptive rules (Table 2)."})
+    mopo_threshold_warmup_steps: int = field(default=0, metadata={
+        "help": "Adaptive rules: steps with b held at its sweep value b^(0) before the rule takes over (0: adapt "
+                "from the first lag phase; docs/toy.md, issue 10)."})
+    mopo_constraint_estimator: str = field(default="row", metadata={
+        "help": "Weights of G_hat and LB (Alg. 1 line 5): 'row' the ratio's own (eq. 10; per-row labels in "
+                "'sample_row', biased), 'policy' the label-free clip(pi_theta / mu) (MOPOTrainer's default)."})
     ham_ks: list[int] = field(default_factory=lambda: [2, 5, 10], metadata={
         "help": "HaM: number of policies K, one HaM run per value (exact HV of eq. 6; toy_ham.py)."})
     ham_steps: int = field(default=1000, metadata={"help": "Adam steps (full batch) of HaM, SCA and RiC's SFT."})
@@ -155,6 +169,12 @@ class ToyConfig:
                              f"got {self.mopo_primaries!r}")
         if self.seeds < 1:
             raise ValueError(f"ToyConfig.seeds must be >= 1, got {self.seeds}")
+        if self.mopo_threshold_rule not in TOY_THRESHOLD_RULES:
+            raise ValueError(f"ToyConfig.mopo_threshold_rule must be one of {TOY_THRESHOLD_RULES}, "
+                             f"got {self.mopo_threshold_rule!r}")
+        if self.mopo_constraint_estimator not in TOY_CONSTRAINT_ESTIMATORS:
+            raise ValueError(f"ToyConfig.mopo_constraint_estimator must be one of {TOY_CONSTRAINT_ESTIMATORS}, "
+                             f"got {self.mopo_constraint_estimator!r}")
         methods = [m.strip() for item in self.methods for m in str(item).split(",") if m.strip()]
         unknown = set(methods) - set(ALL_METHODS)
         if unknown:
@@ -216,8 +236,7 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
     # DPO baselines
     if "dpo" in cfg.methods:
         _run_dpo(cfg, datasets, seeds, dc_w, add, timings, progress)
-    if "mopo" in cfg.methods:
-        _run_mopo(cfg, datasets, seeds, add, timings, progress)
+    mopo_dual = _run_mopo(cfg, datasets, seeds, add, timings, progress) if "mopo" in cfg.methods else None
     wl_run = None
     if set(cfg.methods) & set(WL_METHODS):  # HaM, SCA, RiC on pointwise rows (toy_ham_run.py)
         wl_run = run_weighted_likelihood_methods(cfg, seeds, add, timings, progress)
@@ -243,6 +262,8 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
         "policies": [{**p, "probs": _json_rows(p["probs"])} for p in policies],
         "timings_s": {**timings, "total": time.time() - start},
     }
+    if mopo_dual is not None:  # issue 10: lambda, b, G_hat, LB per phase; estimate vs truth (toy_dual.py)
+        result["mopo_dual"] = mopo_dual
     if wl_run is not None:
         result["weighted_likelihood"] = wl_run.report(policies, front, methods)
     if odpo_settings is not None:
@@ -290,7 +311,7 @@ def mopo_thresholds(tables: PreferenceTables, primaries: list[int], count: int, 
 
 
 def _run_mopo(cfg: ToyConfig, datasets: list, seeds: list[int], add: AddPolicy, timings: dict,
-              progress: bool) -> None:
+              progress: bool) -> dict:
     """MOPO for every (seed, primary, b) in one batch of networks, from the pairwise rows only."""
     t = time.time()
     primaries = PRIMARIES[cfg.mopo_primaries]
@@ -299,9 +320,12 @@ def _run_mopo(cfg: ToyConfig, datasets: list, seeds: list[int], add: AddPolicy, 
     thresholds = mopo_thresholds(tables, primaries, cfg.mopo_thresholds, cfg.mopo_threshold_margin)
     mopo = MOPOSettings(cfg.mopo_ratio_form, cfg.mopo_tau, cfg.mopo_lag_steps, cfg.mopo_steps,
                         cfg.mopo_learning_rate, cfg.mopo_lambda_learning_rate, cfg.mopo_lag_clip,
-                        cfg.mopo_lower_bound_eps, cfg.hidden, cfg.mopo_normalise)
-    out = train_mopo(tables, thresholds, primaries, mopo, seeds[0], cfg.train_contexts, progress)
+                        cfg.mopo_lower_bound_eps, cfg.hidden, cfg.mopo_normalise, cfg.mopo_threshold_rule,
+                        cfg.mopo_threshold_beta, cfg.mopo_constraint_estimator, cfg.mopo_threshold_warmup_steps)
+    true_rates = true_win_rates(cfg.set, cfg.train_contexts, cfg.num_actions)  # issue 10: estimate vs truth
+    out = train_mopo(tables, thresholds, primaries, mopo, seeds[0], cfg.train_contexts, progress, true_rates)
     timings["mopo"] = time.time() - t
+    dual = out["dual"]
     for si, seed in enumerate(seeds):
         for pi, primary in enumerate(primaries):
             for ki in range(thresholds.shape[-1]):
@@ -310,7 +334,15 @@ def _run_mopo(cfg: ToyConfig, datasets: list, seeds: list[int], add: AddPolicy, 
                              "ratio_form": cfg.mopo_ratio_form, "seed": seed,
                              "final_lambda": float(out["lambda"][si, pi, ki]),
                              "final_G_hat": float(out["estimate"][si, pi, ki]),
-                             "winrate_bandwidths": tables.bandwidths[si].tolist()}, out["probs"][si, pi, ki])
+                             "winrate_bandwidths": tables.bandwidths[si].tolist(),
+                             "threshold_rule": cfg.mopo_threshold_rule,
+                             "constraint_estimator": cfg.mopo_constraint_estimator,
+                             "max_lambda": float(dual["lambda_max"][si, pi, ki]),
+                             "final_threshold": float(dual["threshold_final"][si, pi, ki])}, out["probs"][si, pi, ki])
+    return mopo_dual_report(dual, thresholds, primaries, seeds, cfg.mopo_lag_steps, {
+        "threshold_rule": cfg.mopo_threshold_rule, "threshold_beta": cfg.mopo_threshold_beta,
+        "constraint_estimator": cfg.mopo_constraint_estimator, "ratio_form": cfg.mopo_ratio_form,
+        "threshold_warmup_steps": cfg.mopo_threshold_warmup_steps})
 
 
 def _summarise(policies: list[dict], front, seeds: list[int]) -> dict:

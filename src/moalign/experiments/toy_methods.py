@@ -32,9 +32,11 @@ from moalign.core.mopo import (
     MOPODual,
     closed_form_log_ratio,
     lagged_reference_log_weight,
+    policy_estimate_weights,
     self_normalised_weights,
     symmetric_augmentation,
 )
+from moalign.experiments.toy_dual import TOY_CONSTRAINT_ESTIMATORS, DualTracker
 from moalign.experiments.toy_policy import BatchedPolicy
 from moalign.experiments.toy_problem import (
     NUM_CONTEXTS,
@@ -272,6 +274,10 @@ class MOPOSettings:
     lower_bound_eps: float
     hidden: int
     normalise: str = "context"  # "context" | "batch"
+    threshold_rule: str = "fixed"  # toy_dual.TOY_THRESHOLD_RULES: fixed b, or b^(0) adapted every lag_steps
+    threshold_beta: float = 0.9995  # beta of the adaptive rules (paper Table 2)
+    constraint_estimator: str = "row"  # "row": the ratio's own weights (eq. 10); "policy": clip(pi_theta / mu)
+    threshold_warmup_steps: int = 0  # adaptive rules: b held at b^(0) for these steps, then adapted
 
 
 def threshold_range(tables: PreferenceTables, primary: int) -> torch.Tensor:
@@ -338,8 +344,9 @@ class _ClosedFormRatio:
 
 
 def train_mopo(tables: PreferenceTables, thresholds: torch.Tensor, primaries: list[int], settings: MOPOSettings,
-               seed: int, num_contexts: int = 201, progress: bool = True) -> dict:
-    """Algorithm 1 with fixed thresholds and a lagged reference, for every (seed, primary, b) at once.
+               seed: int, num_contexts: int = 201, progress: bool = True, true_rates: np.ndarray | None = None
+               ) -> dict:
+    """Algorithm 1 with a lagged reference, for every (seed, primary, b) at once.
 
     ``thresholds (S, P, K)``. Each step is :meth:`MOPODual.step` (lines 5-7)
     with the toy's estimator injected as ``weight_fn``: weights from the
@@ -352,12 +359,22 @@ def train_mopo(tables: PreferenceTables, thresholds: torch.Tensor, primaries: li
     ``lag_steps`` steps ``pi_lag <- pi`` (line 11). The (S, P, K) runs are
     MOPODual's leading dimensions, with one secondary objective.
     Training uses ``num_contexts`` context nodes (the tables' grid); returns
-    probabilities ``(S, P, K, 201, A)`` on the evaluation grid, final lambdas and estimates.
+    probabilities ``(S, P, K, 201, A)`` on the evaluation grid, final lambdas and estimates, and
+    ``dual``: :meth:`DualTracker.report` (lambda max, per-phase lambda / b / G_hat / LB, estimate - truth).
+
+    Issue 10 (docs/design.md, MOPO 7; toy_dual.py): ``settings.threshold_rule`` keeps b fixed
+    (``'fixed'``) or adapts it from b^(0) = ``thresholds`` every ``lag_steps`` (``'attained'``,
+    ``'paper'``, ``'lower_bound'``; after ``threshold_warmup_steps`` with b = b^(0)); ``settings.constraint_estimator='policy'`` passes the label-free
+    weights ``clip(pi_theta / mu)`` (normalised like the ratio's) to line 5 as ``estimate_weights``.
+    ``true_rates (2, num_contexts, A)`` (:func:`toy_problem.true_win_rates`) enables the truth tracking.
     """
     if settings.ratio_form not in ("winrate", "sample", "sample_row"):
         raise ValueError(f"ratio_form must be 'winrate', 'sample' or 'sample_row', got {settings.ratio_form!r}")
     if settings.normalise not in ("context", "batch"):
         raise ValueError(f"normalise must be 'context' or 'batch', got {settings.normalise!r}")
+    if settings.constraint_estimator not in TOY_CONSTRAINT_ESTIMATORS:
+        raise ValueError(f"constraint_estimator must be one of {TOY_CONSTRAINT_ESTIMATORS}, "
+                         f"got {settings.constraint_estimator!r}")
     s, p, k = thresholds.shape
     a_n = tables.mass.shape[-1]
     x_nodes = torch.as_tensor(context_grid(num_contexts))
@@ -388,23 +405,43 @@ def train_mopo(tables: PreferenceTables, thresholds: torch.Tensor, primaries: li
         # per context: E_data[w | x] = 1, i.e. pi_next(. | x) = pi_ref(. | x) w sums to 1 at every x
         return self_normalised_weights(log_w.reshape(s, p, k, num_contexts, -1), per_context).reshape(log_w.shape)
 
+    def own_weights(log_pi_: torch.Tensor) -> torch.Tensor:  # label-free clip(pi / mu), normalised like `weights`
+        log_pi_units = log_pi_.repeat_interleave(repeat, dim=-1)  # (S, P, K, G, A * repeat)
+        log_mu_units = log_mu.repeat_interleave(repeat)
+        if settings.normalise == "batch":
+            return policy_estimate_weights(log_pi_units.reshape(s, p, k, -1), log_mu_units.repeat(num_contexts),
+                                           settings.lag_clip, mass)
+        return policy_estimate_weights(log_pi_units, log_mu_units, settings.lag_clip, per_context).reshape(
+            s, p, k, -1)
+
+    truth = None if true_rates is None else torch.as_tensor(true_rates)[[1 - q for q in primaries]]  # (P, G, A)
+    tracker = DualTracker(dual, secondary, mass, truth, settings.threshold_rule, settings.threshold_beta,
+                          (s, p, k, num_contexts, a_n), repeat)
     with torch.no_grad():
         weight_fn = _LastWeights(weights, lagged_weight())
     estimate = torch.zeros_like(dual.lam)
     for step in tqdm(range(settings.steps), desc="MOPO", disable=not progress, leave=False):
-        out = dual.step(None, secondary, probs=mass, weight_fn=weight_fn)  # lines 5-7
-        estimate = out.estimate  # G_hat of the step's starting weights (S, P, K, 1)
-        target = (out.weights * mass).reshape(s, p, k, num_contexts, a_n, repeat).sum(-1)
         log_pi = policy.log_probs(x_nodes).reshape(s, p, k, num_contexts, a_n)
+        with torch.no_grad():
+            own = own_weights(log_pi.detach())
+            start = weight_fn(dual.lam)  # the ratio's weights at the step's lambda (cached, used by the step)
+        est = own if settings.constraint_estimator == "policy" else None
+        out = dual.step(None, secondary, probs=mass, weight_fn=weight_fn, estimate_weights=est)  # lines 5-7
+        estimate = out.estimate  # G_hat of the step's starting weights (S, P, K, 1)
+        tracker.step(out, start, own, log_pi.detach())
+        target = (out.weights * mass).reshape(s, p, k, num_contexts, a_n, repeat).sum(-1)
         loss = -(target * log_pi).sum()  # line 8: weighted behaviour cloning, eq. (13)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if (step + 1) % settings.lag_steps == 0:  # line 11: pi_lag <- pi
+        if (step + 1) % settings.lag_steps == 0:  # lines 9-11: b by the rule, pi_lag <- pi
             with torch.no_grad():
+                log_pi = policy.log_probs(x_nodes).reshape(s, p, k, num_contexts, a_n)
+                tracker.end_phase(log_pi, own_weights(log_pi), adapt=step + 1 > settings.threshold_warmup_steps)
                 weight_fn = _LastWeights(weights, lagged_weight())
     probs = policy.probabilities(context_grid(NUM_CONTEXTS)).reshape(s, p, k, NUM_CONTEXTS, a_n)
-    return {"probs": probs, "lambda": dual.lam[..., 0].numpy(), "estimate": estimate[..., 0].numpy()}
+    return {"probs": probs, "lambda": dual.lam[..., 0].numpy(), "estimate": estimate[..., 0].numpy(),
+            "dual": tracker.report()}
 
 
 class _LastWeights:

@@ -277,3 +277,30 @@ def gap_to_front(points: np.ndarray, front: TrueFront) -> np.ndarray:
     scale = front.ideal - front.nadir
     diff = (front.dense[None, :, :] - points[:, None, :]) / scale
     return np.maximum(diff.max(-1).min(-1), 0.0)
+
+
+def true_win_rates(reward_set: str, num_contexts: int, num_actions: int, sub: int = 4,
+                   num_opponents: int = 1000) -> np.ndarray:
+    """True win rates of the toy's data cells: ``(2, num_contexts, num_actions)``.
+
+    ``[k, g, a] = E[sigma(r_k(x, y) - r_k(x, y')) | x in cell g, y in cell a]`` with
+    ``y' ~ U[0, 1]``: the probability that a response in action a's nearest-node
+    cell beats a uniform opponent on objective k (BT, exp form of §2) at a context
+    in node g's cell, i.e. what a cell's mean label estimates (eq. 11's win rate).
+    Midpoint rule with ``sub`` points per cell in x and y and ``num_opponents`` in y'.
+    A policy's true secondary value is ``sum_g m(g) sum_a pi(a | g) [k, g, a]``.
+    """
+    def cell_points(n: int) -> np.ndarray:  # (n, sub) midpoints of each nearest-node cell
+        lo = np.clip((np.arange(n) - 0.5) / (n - 1), 0.0, 1.0)
+        hi = np.clip((np.arange(n) + 0.5) / (n - 1), 0.0, 1.0)
+        return lo[:, None] + (np.arange(sub) + 0.5)[None, :] / sub * (hi - lo)[:, None]
+
+    xs, ys = cell_points(num_contexts), cell_points(num_actions).reshape(-1)
+    opponents = (np.arange(num_opponents) + 0.5) / num_opponents
+    out = np.zeros((2, num_contexts, num_actions))
+    for k, reward in enumerate(reward_functions(reward_set)):
+        for g in range(num_contexts):
+            x = xs[g][:, None, None]
+            p = sigmoid(reward(x, ys[None, :, None]) - reward(x, opponents[None, None, :]))  # (sub, A*sub, Y')
+            out[k, g] = p.mean(axis=(0, 2)).reshape(num_actions, sub).mean(-1)
+    return out
