@@ -90,7 +90,9 @@ def steerability(weights: Sequence[Sequence[float] | None], means: Any, objectiv
     """Spearman of weight ``w_k`` with objective k's mean reward over the method's weight-indexed policies.
 
     Returns ``{"steerable": False, "reason": ...}`` for a method whose policies carry no weights (a fixed set,
-    e.g. HaM's heads), else ``{"steerable": True, "spearman": {objective: rho or None}}``.
+    e.g. HaM's heads), else ``{"steerable": True, "spearman": {objective: rho or None}, "spacing_cv": cv}``;
+    ``spacing_cv`` is the coefficient of variation of the distances between consecutive policies along the
+    weight grid (0 = evenly spaced; the MO-ODPO paper's "evenly spaced" claim).
     """
     from scipy import stats
 
@@ -104,7 +106,10 @@ def steerability(weights: Sequence[Sequence[float] | None], means: Any, objectiv
         w = np.array([weights[i][k] for i in idx], float)
         r = m[idx, k]
         out[name] = None if np.ptp(w) == 0 or np.ptp(r) == 0 else float(stats.spearmanr(w, r).statistic)
-    return {"steerable": True, "spearman": out, "n": len(idx)}
+    order = sorted(idx, key=lambda i: tuple(weights[i]))
+    gaps = np.linalg.norm(np.diff(m[order], axis=0), axis=1)
+    spacing = float(np.std(gaps) / np.mean(gaps)) if gaps.size and np.mean(gaps) > 0 else None
+    return {"steerable": True, "spearman": out, "n": len(idx), "spacing_cv": spacing}
 
 
 def summarise_fronts(methods: Mapping[str, dict[str, Any]], base: np.ndarray | None, margin: float = 0.1,
@@ -214,8 +219,8 @@ def render_demo_table(result: dict[str, Any]) -> str:
     rows = sorted(result["methods"].items(), key=lambda kv: -kv[1]["hv"]["hv"])
     for name, m in rows:
         st = m["steerability"]
-        steer = ("steerable: " + " / ".join(_fmt(st["spearman"][o], 2) for o in objs)) if st["steerable"] \
-            else st["reason"].split(":")[0]
+        steer = ("steerable: " + " / ".join(_fmt(st["spearman"][o], 2) for o in objs)
+                 + f"; spacing CV {_fmt(st.get('spacing_cv'), 2)}") if st["steerable"] else st["reason"].split(":")[0]
         b = m["budget"]
         lines.append(f"| {name} | {len(m['policies'])} | {m['hv']['hv']:.4g} [{m['hv']['ci_low']:.4g}, "
                      f"{m['hv']['ci_high']:.4g}] | {steer} | {b['tokens']} ({b['ratio']:.2f}"
