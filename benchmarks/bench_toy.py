@@ -9,6 +9,10 @@ Every :class:`ToyConfig` field can be overridden on the command line, e.g.::
     .venv/bin/python benchmarks/bench_toy.py --set A --seeds 1 --methods mopo --mopo_ratio_form sample
     .venv/bin/python benchmarks/bench_toy.py --set B --methods ham,sca,ric
     .venv/bin/python benchmarks/bench_toy.py --set A --methods mo_odpo,p_morl,rewarded_soups,odpo_soups,modpo
+    .venv/bin/python benchmarks/bench_toy.py --set A --methods mopo --mopo_threshold_rule attained \
+        --mopo_threshold_warmup_steps 200                                  # issue 10 (docs/toy.md)
+    .venv/bin/python benchmarks/bench_toy.py --set A --seeds 1 --methods mopo --mopo_ratio_form sample_row \
+        --mopo_tau 2 --mopo_constraint_estimator policy                    # estimate vs truth
 """
 
 from __future__ import annotations
@@ -38,6 +42,15 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"HV reference point {[round(v, 4) for v in result['reference_point']]}, "
           f"true-front HV {result['true_front']['hypervolume']:.6g}\n")
     print(format_table(result))
+    if "mopo_dual" in result:  # issue 10: lambda and the constraint estimate vs the truth (toy_dual.py)
+        dual = result["mopo_dual"]
+        print(f"\nMOPO dual ({dual['threshold_rule']} rule, {dual['constraint_estimator']} estimator, "
+              f"warm-up {dual['threshold_warmup_steps']} steps):")
+        for primary, s in dual["summary"].items():
+            errs = ", ".join(f"{k} mean {v['mean']:+.4f} / mean|.| {v['mean_abs']:.4f} / max|.| {v['max_abs']:.4f}"
+                             for k, v in s["errors"].items())
+            print(f"  primary {primary}: lambda final <= {s['lambda_final_max']:.3g}, max over steps "
+                  f"{s['lambda_max_max']:.3g}; estimate - truth: {errs}")
     if "weighted_likelihood" in result:  # HaM, SCA, RiC (toy_ham_run.py)
         print("\n" + format_weighted_likelihood_table(result))
     if "odpo_settings" in result:  # MO-ODPO and its baselines (toy_odpo_run.py): their rows are in the table above
