@@ -12,8 +12,8 @@ are measured interleaved, round by round, in the same conditions:
   thread-count variables are removed from the worker's environment; the fix is not called);
 * ``after``: the same environment, then ``configure_cpu_threads()`` before ``import torch`` (as ``moalign``'s
   ``main`` does);
-* optional, for the docs: ``one_thread`` (defaults + ``torch.set_num_threads(1)``), ``spin10k``
-  (``GOMP_SPINCOUNT=10000``).
+* optional, for the docs: ``one_thread`` (defaults + ``torch.set_num_threads(1)``),
+  ``spin<N>`` (``GOMP_SPINCOUNT=N``; libgomp's default is 300000).
 
 Per round and variant: one unit idle, then one unit while a competing process runs (``--competitor busy``:
 a one-thread Python busy loop; ``matmul``: a numpy matmul loop with numpy's default threads). Prints every
@@ -21,7 +21,7 @@ measurement (with the 1-minute load average, since the machine may be shared), t
 median idle and loaded times and the ratio loaded/idle. ``--json FILE`` writes everything.
 
     .venv/bin/python benchmarks/bench_contention.py                      # before/after, 3 rounds, ~4-6 min
-    .venv/bin/python benchmarks/bench_contention.py --variants before after one_thread spin10k --rounds 2
+    .venv/bin/python benchmarks/bench_contention.py --variants before after one_thread spin10000 --rounds 2
     .venv/bin/python benchmarks/bench_contention.py --competitor matmul
 """
 
@@ -47,9 +47,22 @@ VARIANTS = {
     "before": "defaults (fix not called)",
     "after": "configure_cpu_threads() before import torch",
     "one_thread": "defaults + torch.set_num_threads(1)",
-    "spin10k": "GOMP_SPINCOUNT=10000",
 }
+#: further variants for exploring: ``spin<N>`` runs with GOMP_SPINCOUNT=N (libgomp's default is 300000)
+
+
+def describe(variant: str) -> str:
+    if variant.startswith("spin") and variant[4:].isdigit():
+        return f"GOMP_SPINCOUNT={variant[4:]}"
+    return VARIANTS[variant]
+
+
+def variant_name(text: str) -> str:
+    describe(text)  # KeyError on an unknown name
+    return text
 RESULT = "RESULT "
+#: a measurement during which the rest of the machine used more than this many cores is flagged as perturbed
+PERTURBED_CORES = 0.3
 COMPETITORS = {
     "busy": "import signal, sys\nn = 0\nsignal.signal(signal.SIGTERM, lambda *a: (print(n), sys.exit(0)))\n"
             "while True:\n    n += 1\n",
@@ -111,8 +124,8 @@ def worker(variant: str, cli: argparse.Namespace) -> None:
 class Worker:
     def __init__(self, variant: str, argv: list[str]) -> None:
         env = {k: v for k, v in os.environ.items() if k not in WAIT_ENV_VARS + THREAD_ENV_VARS}
-        if variant == "spin10k":
-            env["GOMP_SPINCOUNT"] = "10000"
+        if variant.startswith("spin"):
+            env["GOMP_SPINCOUNT"] = variant[4:]
         self.variant = variant
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", variant, *argv], env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -173,37 +186,41 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def measure(worker: Worker, competitor_kind: str | None) -> dict[str, Any]:
+    """One unit of ``worker``, idle or beside a competitor; with the CPU the rest of the machine used meanwhile."""
+    load = load1()
+    competitor = Competitor(competitor_kind) if competitor_kind else None
+    busy, wall, worker_cpu = busy_cpu_s(), time.perf_counter(), process_cpu_s(worker.pid)
+    competitor_cpu = process_cpu_s(competitor.proc.pid) if competitor else 0.0
+    result = worker.unit()
+    worker_cpu = process_cpu_s(worker.pid) - worker_cpu
+    busy, wall = busy_cpu_s() - busy, time.perf_counter() - wall
+    rate = competitor.stop() if competitor else None
+    # CPU time of everything else on the machine (other users' jobs) during the unit, in cores
+    mine = worker_cpu + (competitor.cpu_s - competitor_cpu if competitor else 0.0)
+    return {**result, "load1": load, "foreign_cores": max(0.0, busy - mine) / wall, "competitor_iter_per_s": rate}
+
+
 def run(cli: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     workers = {}
     for variant in cli.variants:
         workers[variant] = Worker(variant, argv)
-        print(f"{variant}: {VARIANTS[variant]}; worker ready {workers[variant].info}", flush=True)
+        print(f"{variant}: {describe(variant)}; worker ready {workers[variant].info}", flush=True)
     runs: list[dict[str, Any]] = []
     try:
         for r in range(cli.rounds):
             order = cli.variants if r % 2 == 0 else cli.variants[::-1]
             for variant in order:
                 for condition in cli.conditions:
-                    before_load = load1()
-                    competitor = Competitor(cli.competitor) if condition == "loaded" else None
-                    busy, wall, worker_cpu = busy_cpu_s(), time.perf_counter(), process_cpu_s(workers[variant].pid)
-                    competitor_cpu = process_cpu_s(competitor.proc.pid) if competitor else 0.0
-                    result = workers[variant].unit()
-                    worker_cpu = process_cpu_s(workers[variant].pid) - worker_cpu
-                    busy, wall = busy_cpu_s() - busy, time.perf_counter() - wall
-                    rate = competitor.stop() if competitor else None
-                    # CPU time of everything else on the machine (other users' jobs) during the unit, in cores
-                    mine = worker_cpu + (competitor.cpu_s - competitor_cpu if competitor else 0.0)
-                    foreign = max(0.0, busy - mine) / wall
-                    result["foreign_cores"] = foreign
-                    row = {"round": r, "variant": variant, "condition": condition, "load1": before_load,
-                           **result, "competitor_iter_per_s": rate}
+                    row = {"round": r, "variant": variant, "condition": condition,
+                           **measure(workers[variant], cli.competitor if condition == "loaded" else None)}
                     runs.append(row)
-                    print(f"round {r} {variant:>10} {condition:>6}: {result['total_s']:6.1f} s (train "
-                          f"{result['train_s']:5.1f}, generate {result['gen_s']:5.1f}, CPU {result['cpu_s']:5.1f} s)"
-                          f"  load1 {before_load:.2f}, others {foreign:.2f} cores" + (f", competitor {rate:,.0f} it/s" if rate else ""),
-                          flush=True)
+                    rate = row["competitor_iter_per_s"]
+                    print(f"round {r} {variant:>10} {condition:>6}: {row['total_s']:6.1f} s (train "
+                          f"{row['train_s']:5.1f}, generate {row['gen_s']:5.1f}, CPU {row['cpu_s']:5.1f} s)  "
+                          f"load1 {row['load1']:.2f}, others {row['foreign_cores']:.2f} cores"
+                          + (f", competitor {rate:,.0f} it/s" if rate else ""), flush=True)
     finally:
         for w in workers.values():
             w.close()
@@ -224,6 +241,9 @@ def run(cli: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         per_round = ", ".join(f"{x:.2f}" for x in s["ratios_per_round"])
         print(f"{variant:>10}  {s['idle_median_s']:11.1f} s  {s['loaded_median_s']:13.1f} s  {s['ratio']:10.2f}x  "
               f"{per_round}")
+    perturbed = [x for x in runs if x["foreign_cores"] > PERTURBED_CORES]
+    print(f"{len(perturbed)} of {len(runs)} measurements ran while other jobs used > {PERTURBED_CORES} cores "
+          "(column 'others' above): their times are not idle/one-competitor times")
     if "before" in summary:
         for variant, s in summary.items():
             if variant != "before":
@@ -234,7 +254,8 @@ def run(cli: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["before", "after"])
+    parser.add_argument("--variants", nargs="+", type=variant_name, default=["before", "after"],
+                        help=f"of {', '.join(VARIANTS)} and spin<N> (GOMP_SPINCOUNT=N)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--competitor", choices=list(COMPETITORS), default="busy")
     parser.add_argument("--conditions", nargs="+", choices=["idle", "loaded"], default=["idle", "loaded"],

@@ -80,6 +80,10 @@ class ThreadSetup:
         return self.wait_policy == "set"
 
 
+#: the result of the call that set ``OMP_WAIT_POLICY`` in ``os.environ`` in this process, if one did
+_set_here: ThreadSetup | None = None
+
+
 def openmp_loaded() -> bool:
     """Whether an OpenMP runtime may already be loaded in this process (then its environment is read).
 
@@ -103,11 +107,17 @@ def configure_cpu_threads(environ: MutableMapping[str, str] | None = None) -> Th
     set or when an OpenMP runtime is already loaded; never changes thread counts. ``environ``
     defaults to ``os.environ`` (a dict can be passed to see what would be done). Idempotent.
     """
+    global _set_here
     env = os.environ if environ is None else environ
+    if environ is None and _set_here and env.get("OMP_WAIT_POLICY") == PASSIVE:
+        return _set_here  # a second call (e.g. main() called twice) reports the first one's result
     user_env = {name: env[name] for name in WAIT_ENV_VARS + THREAD_ENV_VARS if name in env}
     if any(name in env for name in WAIT_ENV_VARS):
         return ThreadSetup("user", user_env)
     if openmp_loaded():
         return ThreadSetup("too_late", user_env)
     env["OMP_WAIT_POLICY"] = PASSIVE
-    return ThreadSetup("set", user_env)
+    setup = ThreadSetup("set", user_env)
+    if environ is None:
+        _set_here = setup
+    return setup
