@@ -13,7 +13,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from moalign.experiments.toy import ToyConfig, mopo_thresholds, run_toy
 from moalign.experiments.toy_methods import MOPOSettings, preference_tables, train_mopo
@@ -112,4 +111,3 @@ def test_unknown_rule_or_estimator_rejected():
         ToyConfig(mopo_threshold_rule="nope").resolved()
     with pytest.raises(ValueError, match="mopo_constraint_estimator"):
         ToyConfig(mopo_constraint_estimator="nope").resolved()
-    assert torch.get_num_threads() >= 1
