@@ -18,6 +18,7 @@ from moalign.models import MultiHeadCausalLM, MultiHeadConfig
 from moalign.models.testing import make_tiny_llama_and_tokenizer
 from moalign.trainers.modpo_config import MODPOConfig
 from moalign.trainers.modpo_trainer import MODPOTrainer
+from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 
 OBJECTIVES = ["helpful", "short"]
 WORDS = "good bad happy sad kind rude funny boring short long".split()
@@ -104,16 +105,10 @@ def test_config_and_trainer_reject_bad_weights(tmp_path):
 
 
 def test_train_modpo_through_the_cli(tmp_path):
-    base, tokenizer = make_tiny_llama_and_tokenizer()
-    base.save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in make_scored_rows()))
-    config = tmp_path / "config.yaml"
-    config.write_text(f"model_name_or_path: {tmp_path / 'tiny'}\ndataset_path: {data}\nobjectives: {OBJECTIVES}\n"
-                      f"output_dir: {tmp_path / 'out'}\nweights: [0.7, 0.3]\nmax_steps: 2\n"
-                      "per_device_train_batch_size: 4\nuse_cpu: true\nreport_to: []\nuse_chat_template: false\n"
-                      "logging_steps: 1\ndisable_tqdm: true\nlora_r: 4\nhead_rank: 4\n")
+    config = write_config(tmp_path / "config.yaml", model_name_or_path=save_tiny_model(tmp_path / "tiny"),
+                          dataset_path=write_jsonl(tmp_path / "pairs.jsonl", make_scored_rows()),
+                          objectives=OBJECTIVES, output_dir=tmp_path / "out", weights=[0.7, 0.3], max_steps=2,
+                          per_device_train_batch_size=4, lora_r=4, head_rank=4)
     assert main(["train", "modpo", "--config", str(config)]) == 0
     saved = json.loads((tmp_path / "out" / "multihead_config.json").read_text())["multihead"]["head_names"]
     assert saved == ["modpo_w_0.7_0.3"]

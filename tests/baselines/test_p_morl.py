@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from moalign.data.conditioning import parse_conditioned_prompt
-from moalign.models.testing import make_tiny_llama_and_tokenizer
+from moalign.models.testing import make_tiny_tokenizer
 from moalign.rewards.base import CallableReward, RewardNormalizer
 from moalign.trainers.p_morl_trainer import WeightedSumReward, load_conditioning
 from tests.baselines.scripted_rewards import brevity, count_good
 from tests.baselines.test_rewarded_soups import REWARDS
+from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 
 
 def test_weighted_reward_reads_the_weights_of_each_row():
@@ -41,17 +42,11 @@ def test_weighted_reward_reads_the_weights_of_each_row():
 def test_train_p_morl_through_the_cli(tmp_path):
     from moalign.cli.main import main
 
-    base, tokenizer = make_tiny_llama_and_tokenizer()
-    base.save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["hello you", "tell a story"]))
-    config = tmp_path / "config.yaml"
-    config.write_text(f"model_name_or_path: {tmp_path / 'tiny'}\ndataset_path: {prompts}\n"
-                      f"reward_functions: {json.dumps(REWARDS)}\noutput_dir: {tmp_path / 'out'}\nmax_steps: 1\n"
-                      "per_device_train_batch_size: 2\nnum_generations: 2\nmax_completion_length: 4\n"
-                      "weights_per_prompt: 2\nnormalization_prompts: 2\nuse_cpu: true\nreport_to: []\n"
-                      "use_chat_template: false\nlogging_steps: 1\ndisable_tqdm: true\nlora_r: 4\nsave_steps: 100\n")
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in ["hello you", "tell a story"]])
+    config = write_config(tmp_path / "config.yaml", model_name_or_path=save_tiny_model(tmp_path / "tiny"),
+                          dataset_path=prompts, reward_functions=REWARDS, output_dir=tmp_path / "out", max_steps=1,
+                          per_device_train_batch_size=2, num_generations=2, max_completion_length=4,
+                          weights_per_prompt=2, normalization_prompts=2, lora_r=4, save_steps=100)
     assert main(["train", "p_morl", "--config", str(config)]) == 0
     out = tmp_path / "out"
     assert (out / "adapter_config.json").is_file()
@@ -66,7 +61,8 @@ def test_train_p_morl_through_the_cli(tmp_path):
 
     args = PMORLConfig(output_dir=str(tmp_path / "x"), reward_functions=REWARDS, dataset_path=str(prompts),
                        weights_per_prompt=2, use_chat_template=False, use_cpu=True, report_to=[])
-    trainer = PMORLTrainer(args=args, train_dataset=load_training_data(args, "prompts"), processing_class=tokenizer)
+    trainer = PMORLTrainer(args=args, train_dataset=load_training_data(args, "prompts"),
+                           processing_class=make_tiny_tokenizer())
     for row in trainer.dataset:
         original, weights = parse_conditioned_prompt(row["prompt"])
         assert original == row["original_prompt"] and weights == pytest.approx(row["weights"])

@@ -14,24 +14,20 @@ from moalign.models.soups import SoupModel
 from moalign.models.testing import make_tiny_llama_and_tokenizer
 from moalign.trainers.rewarded_soups_config import RewardedSoupsConfig
 from moalign.trainers.run import train_method
+from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 
 REWARDS = ["good=py:tests.baselines.scripted_rewards:count_good", "short=py:tests.baselines.scripted_rewards:brevity"]
+PROMPTS = ["hello you", "tell a story", "a cat"]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("rs")
-    base, tokenizer = make_tiny_llama_and_tokenizer()
-    base.save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ["hello you", "tell a story", "a cat"]))
-    config = tmp_path / "config.yaml"
-    config.write_text(f"model_name_or_path: {tmp_path / 'tiny'}\ndataset_path: {prompts}\n"
-                      f"reward_functions: {json.dumps(REWARDS)}\noutput_dir: {tmp_path / 'out'}\nmax_steps: 1\n"
-                      "per_device_train_batch_size: 2\nnum_generations: 2\nmax_completion_length: 4\n"
-                      "use_cpu: true\nreport_to: []\nuse_chat_template: false\nlogging_steps: 1\ndisable_tqdm: true\n"
-                      "lora_r: 4\nlora_alpha: 8\nsave_steps: 100\nseed: 0\n")
+    config = write_config(tmp_path / "config.yaml", model_name_or_path=save_tiny_model(tmp_path / "tiny"),
+                          dataset_path=write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in PROMPTS]),
+                          reward_functions=REWARDS, output_dir=tmp_path / "out", max_steps=1,
+                          per_device_train_batch_size=2, num_generations=2, max_completion_length=4, lora_r=4,
+                          lora_alpha=8, save_steps=100, seed=0)
     return tmp_path, config
 
 

@@ -7,7 +7,6 @@ are reached without any model; config errors happen before either.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import subprocess
 import sys
@@ -19,14 +18,10 @@ from moalign.cli import main as cli_main
 from moalign.cli.errors import error_message, is_user_error, pop_debug_flag, report_error
 from moalign.cli.main import main
 from moalign.data.schema import DatasetValidationError
+from tests.cli_setup import write_jsonl
 
 ROW = {"prompt": "hello", "completion_a": "good", "completion_b": "bad", "preference": [1.0, 0.0]}
 HINT = "(run again with --debug to see the full traceback)"
-
-
-def _write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
 
 
 def _train(tmp_path: Path, dataset: Path, *extra: str) -> list[str]:
@@ -44,7 +39,7 @@ def _stderr_of_user_error(capsys) -> str:
 
 # ---------------------------------------------------------------------------------------- datasets
 def test_preference_out_of_range_names_file_row_line_and_column(tmp_path, capsys):
-    bad = _write_jsonl(tmp_path / "prefs.jsonl", [ROW, {**ROW, "completion_b": "rude", "preference": [1.5, 0.0]}])
+    bad = write_jsonl(tmp_path / "prefs.jsonl", [ROW, {**ROW, "completion_b": "rude", "preference": [1.5, 0.0]}])
     assert main(_train(tmp_path, bad)) == 2
     err = _stderr_of_user_error(capsys)
     assert "prefs.jsonl: row 1 (line 2), column 'preference'" in err
@@ -53,7 +48,7 @@ def test_preference_out_of_range_names_file_row_line_and_column(tmp_path, capsys
 
 def test_missing_column_names_the_column(tmp_path, capsys):
     row = {k: v for k, v in ROW.items() if k != "completion_b"}
-    bad = _write_jsonl(tmp_path / "missing.jsonl", [row])
+    bad = write_jsonl(tmp_path / "missing.jsonl", [row])
     assert main(_train(tmp_path, bad)) == 2
     err = _stderr_of_user_error(capsys)
     assert "missing.jsonl" in err and "completion_b" in err
@@ -136,7 +131,7 @@ def test_unknown_command_goes_to_stderr(capsys):
 
 # ---------------------------------------------------------------------------------------- --debug
 def test_debug_anywhere_raises_the_original_exception(tmp_path):
-    bad = _write_jsonl(tmp_path / "prefs.jsonl", [{**ROW, "preference": [0.5, -1.0]}])
+    bad = write_jsonl(tmp_path / "prefs.jsonl", [{**ROW, "preference": [0.5, -1.0]}])
     with pytest.raises(DatasetValidationError, match="row 0"):
         main(["--debug", *_train(tmp_path, bad)])
     with pytest.raises(DatasetValidationError):
@@ -154,7 +149,7 @@ def test_pop_debug_flag_leaves_training_arguments_debug_alone():
 
 def test_console_entry_prints_no_traceback(tmp_path):
     """The real process (``python -m moalign``): exit 2 and the message, nothing else from Python."""
-    bad = _write_jsonl(tmp_path / "prefs.jsonl", [{**ROW, "preference": [0.5]}])
+    bad = write_jsonl(tmp_path / "prefs.jsonl", [{**ROW, "preference": [0.5]}])
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "moalign", *_train(tmp_path, bad)]
     plain = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)

@@ -14,7 +14,7 @@ import pytest
 from moalign.experiments import compare_demo
 from moalign.experiments.compare import CompareConfig, run_compare
 from moalign.experiments.compare_report import front_relation, hypervolume_ci, shared_reference, steerability
-from moalign.models.testing import make_tiny_llama_and_tokenizer
+from tests.cli_setup import save_tiny_model
 
 REWARDS = ["charsum=py:tests.trainers.mo_odpo_rewards:CharSum", "length=py:tests.trainers.mo_odpo_rewards:Length"]
 METHODS = ["mopo", "sca", "modpo"]
@@ -48,11 +48,7 @@ def test_shared_reference_and_bootstrap_hv():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("compare") / "tiny"
-    base, tokenizer = make_tiny_llama_and_tokenizer()
-    base.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("compare") / "tiny")
 
 
 def _config(tiny: Path, out: Path, methods: list[str]) -> CompareConfig:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from moalign.cli.main import main, parse_config
-from moalign.models.testing import make_tiny_llama_and_tokenizer
 from moalign.trainers.ham_config import HaMConfig
 from moalign.trainers.run import train_method
+from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 from tests.trainers.test_ham_trainer import OBJECTIVES, make_pointwise_rows
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "configs"
@@ -20,16 +20,10 @@ EXAMPLES = Path(__file__).parents[2] / "examples" / "configs"
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ham_cli")
-    base, tokenizer = make_tiny_llama_and_tokenizer()
-    base.save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    data = tmp_path / "points.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in make_pointwise_rows(12)))
-    config = tmp_path / "config.yaml"
-    config.write_text(f"model_name_or_path: {tmp_path / 'tiny'}\ndataset_path: {data}\nobjectives: {OBJECTIVES}\n"
-                      "max_steps: 3\nsave_steps: 2\nper_device_train_batch_size: 4\nlearning_rate: 0.01\n"
-                      "use_cpu: true\nreport_to: []\nuse_chat_template: false\nlogging_steps: 1\ndisable_tqdm: true\n"
-                      "head_rank: 4\nlora_r: 4\n")
+    config = write_config(tmp_path / "config.yaml", model_name_or_path=save_tiny_model(tmp_path / "tiny"),
+                          dataset_path=write_jsonl(tmp_path / "points.jsonl", make_pointwise_rows(12)),
+                          objectives=OBJECTIVES, max_steps=3, save_steps=2, per_device_train_batch_size=4,
+                          learning_rate=0.01, head_rank=4, lora_r=4)
     return tmp_path, config
 
 

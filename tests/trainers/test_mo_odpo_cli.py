@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from moalign.cli.main import main, parse_config
-from moalign.models.testing import make_tiny_llama_and_tokenizer
 from moalign.trainers.mo_odpo_config import MOODPOConfig
 from moalign.trainers.mo_odpo_trainer import load_conditioning
 from moalign.trainers.run import train_method
+from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 from tests.trainers.test_mo_odpo_trainer import PROMPTS
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "configs"
@@ -22,16 +22,11 @@ REWARDS = ["charsum=py:tests.trainers.mo_odpo_rewards:CharSum", "length=py:tests
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("mo_odpo_cli")
-    base, tokenizer = make_tiny_llama_and_tokenizer()
-    base.save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    data = tmp_path / "prompts.jsonl"
-    data.write_text("".join(json.dumps({"prompt": p, "id": i}) + "\n" for i, p in enumerate(PROMPTS)))
-    config = tmp_path / "config.yaml"
-    config.write_text(f"model_name_or_path: {tmp_path / 'tiny'}\ndataset_path: {data}\nreward_functions: {REWARDS}\n"
-                      "max_steps: 3\nsave_steps: 2\nper_device_train_batch_size: 2\nlearning_rate: 0.01\n"
-                      "use_cpu: true\nreport_to: []\nuse_chat_template: false\nlogging_steps: 1\ndisable_tqdm: true\n"
-                      "head_rank: 4\nlora_r: 4\nmax_completion_length: 5\nseed: 0\n")
+    data = write_jsonl(tmp_path / "prompts.jsonl", ({"prompt": p, "id": i} for i, p in enumerate(PROMPTS)))
+    config = write_config(tmp_path / "config.yaml", model_name_or_path=save_tiny_model(tmp_path / "tiny"),
+                          dataset_path=data, reward_functions=REWARDS, max_steps=3, save_steps=2,
+                          per_device_train_batch_size=2, learning_rate=0.01, head_rank=4, lora_r=4,
+                          max_completion_length=5, seed=0)
     return tmp_path, config
 
 

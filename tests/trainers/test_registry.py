@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from moalign.cli.main import main
-from moalign.models.testing import make_tiny_llama_and_tokenizer
 from moalign.trainers.base_config import MultiObjectiveConfig
 from moalign.trainers.base_trainer import MultiObjectiveTrainer
 from moalign.trainers.registry import TrainingMethod, available_methods, get_method, register_method, unregister_method
+from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 from tests.trainers.test_mopo_trainer import OBJECTIVES, make_rows
 
 
@@ -60,15 +60,9 @@ def registered():
 
 @pytest.fixture
 def files(tmp_path):
-    base, tokenizer = make_tiny_llama_and_tokenizer()
-    base.save_pretrained(tmp_path / "tiny")
-    tokenizer.save_pretrained(tmp_path / "tiny")
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in make_rows(8)))
-    config = tmp_path / "config.yaml"
-    config.write_text(f"model_name_or_path: {tmp_path / 'tiny'}\ndataset_path: {data}\nobjectives: {OBJECTIVES}\n"
-                      f"output_dir: {tmp_path / 'out'}\nmax_steps: 3\nsave_steps: 2\nper_device_train_batch_size: 4\n"
-                      "use_cpu: true\nreport_to: []\nuse_chat_template: false\nlogging_steps: 1\ndisable_tqdm: true\n")
+    config = write_config(tmp_path / "config.yaml", model_name_or_path=save_tiny_model(tmp_path / "tiny"),
+                          dataset_path=write_jsonl(tmp_path / "pairs.jsonl", make_rows(8)), objectives=OBJECTIVES,
+                          output_dir=tmp_path / "out", max_steps=3, save_steps=2, per_device_train_batch_size=4)
     return tmp_path, config
 
 
