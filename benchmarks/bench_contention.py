@@ -15,6 +15,8 @@ are measured interleaved, round by round, in the same conditions:
 * optional, for the docs: ``one_thread`` (defaults + ``torch.set_num_threads(1)``),
   ``spin<N>`` (``GOMP_SPINCOUNT=N``; libgomp's default is 300000).
 
+``--demo`` times whole ``moalign demo --quick`` runs instead (see :class:`DemoRun`).
+
 Per round and variant: one unit idle, then one unit while a competing process runs (``--competitor busy``:
 a one-thread Python busy loop; ``matmul``: a numpy matmul loop with numpy's default threads). Prints every
 measurement (with the 1-minute load average, since the machine may be shared), then per variant the
@@ -23,6 +25,7 @@ median idle and loaded times and the ratio loaded/idle. ``--json FILE`` writes e
     .venv/bin/python benchmarks/bench_contention.py                      # before/after, 3 rounds, ~4-6 min
     .venv/bin/python benchmarks/bench_contention.py --variants before after one_thread spin10000 --rounds 2
     .venv/bin/python benchmarks/bench_contention.py --competitor matmul
+    .venv/bin/python benchmarks/bench_contention.py --demo --variants after --rounds 2   # the real demo, fix on
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -148,6 +153,39 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
+class DemoRun:
+    """``moalign demo --quick`` in a fresh folder as the unit (``--demo``): one CLI process per unit.
+
+    The CLI calls ``configure_cpu_threads()`` itself, so ``before`` (and ``one_thread``) set libgomp's own default
+    ``GOMP_SPINCOUNT=300000`` explicitly, which the fix leaves alone; ``after`` runs with neither set.
+    """
+
+    ENV = {"before": {"GOMP_SPINCOUNT": "300000"}, "after": {},
+           "one_thread": {"GOMP_SPINCOUNT": "300000", "OMP_NUM_THREADS": "1"}}
+
+    def __init__(self, variant: str, argv: list[str]) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in WAIT_ENV_VARS + THREAD_ENV_VARS}
+        env.update(self.ENV[variant] if variant in self.ENV else {"GOMP_SPINCOUNT": variant[4:]})
+        self.variant, self.env, self.info = variant, env, {k: env.get(k) for k in WAIT_ENV_VARS + THREAD_ENV_VARS}
+
+    def unit(self) -> dict[str, float]:
+        with tempfile.TemporaryDirectory(prefix="bench_contention_demo_") as out:
+            cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wall = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "moalign", "demo", "--quick", "--out", out], env=self.env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            total = time.perf_counter() - wall
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if done.returncode:
+                raise RuntimeError(f"moalign demo failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            timings = json.loads((Path(out) / "summary.json").read_text())["timings_s"]
+        return {"total_s": total, "train_s": timings["train"], "gen_s": timings["sample"] + timings["evaluate"],
+                "cpu_s": after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime}
+
+    def close(self) -> None:
+        pass
+
+
 class Competitor:
     """A CPU-bound process beside the worker; reports how many loop iterations per second it managed."""
 
@@ -186,18 +224,17 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(worker: Worker, competitor_kind: str | None) -> dict[str, Any]:
+def measure(worker: Worker | DemoRun, competitor_kind: str | None) -> dict[str, Any]:
     """One unit of ``worker``, idle or beside a competitor; with the CPU the rest of the machine used meanwhile."""
     load = load1()
     competitor = Competitor(competitor_kind) if competitor_kind else None
-    busy, wall, worker_cpu = busy_cpu_s(), time.perf_counter(), process_cpu_s(worker.pid)
+    busy, wall = busy_cpu_s(), time.perf_counter()
     competitor_cpu = process_cpu_s(competitor.proc.pid) if competitor else 0.0
     result = worker.unit()
-    worker_cpu = process_cpu_s(worker.pid) - worker_cpu
     busy, wall = busy_cpu_s() - busy, time.perf_counter() - wall
     rate = competitor.stop() if competitor else None
     # CPU time of everything else on the machine (other users' jobs) during the unit, in cores
-    mine = worker_cpu + (competitor.cpu_s - competitor_cpu if competitor else 0.0)
+    mine = result["cpu_s"] + (competitor.cpu_s - competitor_cpu if competitor else 0.0)
     return {**result, "load1": load, "foreign_cores": max(0.0, busy - mine) / wall, "competitor_iter_per_s": rate}
 
 
@@ -205,7 +242,7 @@ def run(cli: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     started = time.perf_counter()
     workers = {}
     for variant in cli.variants:
-        workers[variant] = Worker(variant, argv)
+        workers[variant] = (DemoRun if cli.demo else Worker)(variant, argv)
         print(f"{variant}: {describe(variant)}; worker ready {workers[variant].info}", flush=True)
     runs: list[dict[str, Any]] = []
     try:
@@ -233,9 +270,11 @@ def run(cli: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         summary[variant] = {"idle_s": times["idle"], "loaded_s": times["loaded"], "idle_median_s": idle,
                             "loaded_median_s": loaded, "ratio": loaded / idle,
                             "ratios_per_round": [b / a for a, b in zip(times["idle"], times["loaded"])]}
-    print(f"\nunit = {cli.train_steps} train steps ({cli.batch_size}x{cli.seq_len} tokens) + greedy generation "
-          f"of {cli.gen_tokens} tokens for {cli.gen_prompts} prompts; competitor: {cli.competitor}; "
-          f"{cli.rounds} rounds; {time.perf_counter() - started:.0f} s in all")
+    unit = ("`moalign demo --quick` (train = its training stage, generate = sampling + evaluation)" if cli.demo else
+            f"{cli.train_steps} train steps ({cli.batch_size}x{cli.seq_len} tokens) + greedy generation of "
+            f"{cli.gen_tokens} tokens for {cli.gen_prompts} prompts")
+    print(f"\nunit = {unit}; competitor: {cli.competitor}; {cli.rounds} rounds; "
+          f"{time.perf_counter() - started:.0f} s in all")
     print(f"{'variant':>10}  {'idle (median)':>13}  {'loaded (median)':>15}  {'loaded/idle':>11}  per round")
     for variant, s in summary.items():
         per_round = ", ".join(f"{x:.2f}" for x in s["ratios_per_round"])
@@ -265,6 +304,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=48)
     parser.add_argument("--gen-prompts", type=int, default=8)
     parser.add_argument("--gen-tokens", type=int, default=16)
+    parser.add_argument("--demo", action="store_true", help="time whole `moalign demo --quick` runs instead "
+                        "(~1.5-2 min each idle; several times longer loaded without the fix)")
     parser.add_argument("--json", type=Path, default=None, help="also write all measurements here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
