@@ -2,19 +2,30 @@
 
 Why. torch 2.13's CPU wheel runs its intra-op parallelism (and MKL's and oneDNN's) on **GNU OpenMP**
 (``torch/lib/libgomp.so.1``; ``torch.__config__.parallel_info()`` reports ``ATen parallel backend:
-OpenMP``) with one thread per CPU, i.e. 2 on the 2-core machine. At the end of every parallel region a
-thread that finished its share busy-waits for the others: libgomp spins ``GOMP_SPINCOUNT`` = 300,000
-iterations (a few ms) before it sleeps (``OMP_DISPLAY_ENV=VERBOSE`` prints the value). Idle, the
-spin is cheap. When one other CPU-bound process runs beside moalign, three runnable threads share
-two cores: the thread that spins takes CPU time from the thread it waits for (or from the other
-process, whose core the scheduler then moves the straggler to), and every one of the thousands
-of parallel regions of a training step waits a scheduler time slice instead of microseconds.
-Measured with ``benchmarks/bench_contention.py`` (SmolLM2-135M, LoRA training steps and a
-greedy generation, idle vs beside a one-core busy loop; docs/benchmarks.md, "CPU contention"):
-the default settings ran ~10-20x slower under that load (``moalign demo --quick``: training
-steps 6 s -> 55 s, 110 s -> ~15 min overall); with ``OMP_WAIT_POLICY=PASSIVE`` (idle threads
-sleep at once) the same work ran within the 2.5x target of its idle time, while the idle time
-itself stayed within the measurement noise of the default's. See the docs for all runs.
+OpenMP``) with one thread per CPU, i.e. 2 on the 2-core machine. A libgomp thread that has nothing
+to do (a worker between parallel regions, the master at the closing barrier) busy-waits
+``GOMP_SPINCOUNT`` = 300,000 pause iterations (several ms; ``OMP_DISPLAY_ENV=VERBOSE`` prints the
+value) before it sleeps. Idle, that spin makes the next region start at once. Beside one other
+CPU-bound process, three runnable threads share two cores: the spinning thread takes CPU time from
+the thread it waits for, so each of the thousands of parallel regions of a training step or a
+generated token costs scheduler time slices instead of microseconds. Measured on the shared 2-core
+machine with ``benchmarks/bench_contention.py`` (docs/benchmarks.md, "CPU contention"; every run is
+listed there), beside a one-core Python busy loop:
+
+* one unit (a SmolLM2 LoRA training step + a 16-token greedy generation): libgomp defaults 3.0 s idle,
+  21-34 s loaded (7-11x), the process burning ~30 CPU s instead of ~6, all of it in the two OpenMP
+  threads (``/proc/self/task``: tokenizers and interop threads used none); with
+  ``OMP_WAIT_POLICY=PASSIVE`` (spin count 0: idle threads sleep at once) 4.2-4.4 s idle, 5.2-5.7 s
+  loaded (1.2-1.3x);
+* ``moalign demo --quick``: 59 s idle, 384-485 s loaded (6.5-8.2x) with the defaults; 70-72 s idle,
+  96 s loaded (1.33-1.36x) with the fix.
+
+The price is the idle time: 1.4x on the unit, 1.2x on the demo (every parallel region wakes its
+worker through the kernel). Shorter spins trade one for the other (unit, idle / loaded, interleaved
+runs): ``GOMP_SPINCOUNT`` 1,000: 4.2-4.5 / 5.4-6.3 s; 3,000: 3.6 / 6.3 s; 10,000: 3.9 / 7.7 s;
+100,000: 3.2 / 13.9 s; passive 4.4-5.0 / 5.3-5.5 s, the most predictable loaded, and the one
+setting (``OMP_WAIT_POLICY``) that every OpenMP runtime reads. One thread
+(``torch.set_num_threads(1)``, default spin) was 4.8-5.4 s idle and loaded alike.
 
 What :func:`configure_cpu_threads` does, and what it leaves alone:
 
@@ -25,8 +36,7 @@ What :func:`configure_cpu_threads` does, and what it leaves alone:
   ``import torch``), so a later change has no effect on this process; then it changes nothing;
 * it never changes the number of threads: ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and
   ``torch.set_num_threads`` stay the user's (a thread count set by the user is honoured by
-  torch as before). Passive waiting is what made 2 threads degrade gracefully; one thread was
-  measured as well (docs) and is slower idle.
+  torch as before). Passive waiting is what made 2 threads degrade gracefully.
 
 Where to call it. The ``moalign`` command calls it first thing in :func:`moalign.cli.main.main`,
 before anything imports torch. Library users (scripts and notebooks that do not go through the
@@ -38,9 +48,10 @@ torch, e.g. transformers or most of moalign)::
     import torch
 
 or set the variable in the shell: ``OMP_WAIT_POLICY=PASSIVE python train.py``. To keep libgomp's
-default busy-waiting under the CLI, set it explicitly (``GOMP_SPINCOUNT=300000`` is libgomp's
-default; ``OMP_WAIT_POLICY=ACTIVE`` spins far longer). This module imports neither torch nor
-transformers.
+default busy-waiting under the CLI (the fastest setting on a machine nobody else uses), set it
+explicitly: ``GOMP_SPINCOUNT=300000 moalign ...`` (libgomp's default; ``OMP_WAIT_POLICY=ACTIVE``
+spins far longer). Child processes inherit ``OMP_WAIT_POLICY`` from ``os.environ``. This module
+imports neither torch nor transformers.
 """
 
 from __future__ import annotations
