@@ -12,11 +12,11 @@ generated token costs scheduler time slices instead of microseconds. Measured on
 machine with ``benchmarks/bench_contention.py`` (docs/benchmarks.md, "CPU contention"; every run is
 listed there), beside a one-core Python busy loop:
 
-* one unit (a SmolLM2 LoRA training step + a 16-token greedy generation): libgomp defaults 3.0 s idle,
-  21-34 s loaded (7-11x), the process burning ~30 CPU s instead of ~6, all of it in the two OpenMP
+* one unit (a SmolLM2 LoRA training step + a 16-token greedy generation): libgomp defaults 3.0-3.2 s idle,
+  16-34 s loaded (5-11x), the process burning up to ~35 CPU s instead of ~6, all of it in the two OpenMP
   threads (``/proc/self/task``: tokenizers and interop threads used none); with
   ``OMP_WAIT_POLICY=PASSIVE`` (spin count 0: idle threads sleep at once) 4.2-4.4 s idle, 5.2-5.7 s
-  loaded (1.2-1.3x);
+  loaded (1.2-1.3x; three runs of 3 rounds);
 * ``moalign demo --quick``: 59 s idle, 384-485 s loaded (6.5-8.2x) with the defaults; 70-72 s idle,
   96 s loaded (1.33-1.36x) with the fix.
 
