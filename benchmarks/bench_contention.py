@@ -19,13 +19,14 @@ are measured interleaved, round by round, in the same conditions:
 
 Per round and variant: one unit idle, then one unit while a competing process runs (``--competitor busy``:
 a one-thread Python busy loop; ``matmul``: a numpy matmul loop with numpy's default threads). Prints every
-measurement (with the 1-minute load average, since the machine may be shared), then per variant the
-median idle and loaded times and the ratio loaded/idle. ``--json FILE`` writes everything.
+measurement with the 1-minute load average and the CPU the rest of the machine used meanwhile
+("others", from ``/proc/stat``: the machine may be shared; > 0.3 cores is flagged as perturbed), then
+per variant the median idle and loaded times and the ratio loaded/idle. ``--json FILE`` writes everything.
 
-    .venv/bin/python benchmarks/bench_contention.py                      # before/after, 3 rounds, ~4-6 min
+    .venv/bin/python benchmarks/bench_contention.py                      # before/after, 3 rounds, ~2-3 min
     .venv/bin/python benchmarks/bench_contention.py --variants before after one_thread spin10000 --rounds 2
     .venv/bin/python benchmarks/bench_contention.py --competitor matmul
-    .venv/bin/python benchmarks/bench_contention.py --demo --variants after --rounds 2   # the real demo, fix on
+    .venv/bin/python benchmarks/bench_contention.py --demo --rounds 1   # the real demo, ~12 min
 """
 
 from __future__ import annotations
