@@ -84,7 +84,21 @@ def test_demo_compare_end_to_end(uninterrupted):
     assert len(written["methods"]["sca"]["policies"]) == 5 and written["methods"]["sca"]["steerability"]["steerable"]
     assert len(written["methods"]["modpo"]["policies"]) == 2 and len(written["methods"]["modpo"]["models"]) == 2
     report = (out / "report.md").read_text()
-    assert "| method |" in report and "HaM relation" in report
+    assert "| method |" in report and "HaM relation" in report and "- base [95% CI]" in report
+
+
+def test_demo_compare_difference_to_base_is_paired(uninterrupted):
+    """Each policy's difference to the base model: the mean of per-prompt differences, and the CI flag."""
+    result, out = uninterrupted
+    base = np.asarray(json.loads((out / "base_eval.json").read_text())["scores"])
+    written = json.loads((out / "compare.json").read_text())
+    for name, m in written["methods"].items():
+        scores = np.load(out / "methods" / name / "scores.npy")
+        for p, s in zip(m["policies"], scores):
+            np.testing.assert_allclose(p["minus_base"]["mean"], (s - base).mean(0), atol=1e-9)
+            low = np.asarray(p["minus_base"]["ci_low"])
+            assert p["beats_base_on"] == [o for o, lo in zip(written["objectives"], low) if lo > 0]
+            assert np.all(low <= np.asarray(p["minus_base"]["mean"]) + 1e-12)
 
 
 def test_equal_budget_within_tolerance(uninterrupted):

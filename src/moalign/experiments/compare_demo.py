@@ -311,7 +311,7 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
 def demo_result(cfg: CompareConfig, state: CompareState, methods: list[str], objectives: list[str],
                 base_scores: np.ndarray, data_info: dict, budget: int) -> dict[str, Any]:
     """Per-policy means with CIs, shared reference, HV with CIs, steerability, relations, table, plot."""
-    from moalign.eval.report import bootstrap_mean_ci
+    from moalign.eval.report import bootstrap_mean_ci, paired_difference_ci
 
     boot = dict(num_samples=cfg.bootstrap_samples, seed=cfg.seed)
     b = bootstrap_mean_ci(base_scores, **boot)
@@ -324,9 +324,15 @@ def demo_result(cfg: CompareConfig, state: CompareState, methods: list[str], obj
         pols = []
         for row, s in zip(rec["policies"], scores):
             ci = bootstrap_mean_ci(s, **boot)
+            d = paired_difference_ci(s, base_scores, **boot)  # same test prompts: paired with the base model
+            low, high = np.atleast_1d(d.low), np.atleast_1d(d.high)
             pols.append({k: v for k, v in row.items() if k != "completions"} |
                         {"mean": np.atleast_1d(ci.mean).tolist(), "ci_low": np.atleast_1d(ci.low).tolist(),
-                         "ci_high": np.atleast_1d(ci.high).tolist(), "completions": row["completions"]})
+                         "ci_high": np.atleast_1d(ci.high).tolist(),
+                         "minus_base": {"mean": np.atleast_1d(d.mean).tolist(), "ci_low": low.tolist(),
+                                        "ci_high": high.tolist()},
+                         "beats_base_on": [objectives[k] for k in range(len(objectives)) if low[k] > 0],
+                         "completions": row["completions"]})
         per_method[method] = {**{k: v for k, v in rec.items() if k not in ("policies", "scores")},
                               "policies": pols, "points": [p["mean"] for p in pols], "_scores": scores}
     fronts = summarise_fronts(per_method, np.asarray(base["mean"]), margin=cfg.reference_margin)

@@ -213,7 +213,7 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
 def render_demo_table(result: dict[str, Any]) -> str:
     """The demo comparison as one Markdown table, methods sorted by HV (shared reference)."""
     objs = result["objectives"]
-    head = ["method", "policies", "HV [95% CI]", "steerability (Spearman " + " / ".join(objs) + ")",
+    head = ["method", "policies", "HV [95% CI]", "policies above base*", "steerability (Spearman " + " / ".join(objs) + ")",
             "budget spend (tokens, ratio)", "train s", "peak RSS MB (+increase)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = sorted(result["methods"].items(), key=lambda kv: -kv[1]["hv"]["hv"])
@@ -222,23 +222,40 @@ def render_demo_table(result: dict[str, Any]) -> str:
         steer = ("steerable: " + " / ".join(_fmt(st["spearman"][o], 2) for o in objs)
                  + f"; spacing CV {_fmt(st.get('spacing_cv'), 2)}") if st["steerable"] else st["reason"].split(":")[0]
         b = m["budget"]
+        above = sum(bool(p.get("beats_base_on")) for p in m["policies"])
         lines.append(f"| {name} | {len(m['policies'])} | {m['hv']['hv']:.4g} [{m['hv']['ci_low']:.4g}, "
-                     f"{m['hv']['ci_high']:.4g}] | {steer} | {b['tokens']} ({b['ratio']:.2f}"
+                     f"{m['hv']['ci_high']:.4g}] | {above}/{len(m['policies'])} | {steer} | {b['tokens']} ({b['ratio']:.2f}"
                      f"{'' if b['within_tolerance'] else ', OUTSIDE tolerance'}) | {m['train_seconds']:.0f} | "
                      f"{m['memory']['peak_rss_mb']:.0f} (+{m['memory']['peak_increase_mb']:.0f}) |")
+    lines += ["", "`policies above base*`: policies whose paired bootstrap interval of the difference to the base "
+                  "model (same test prompts) lies above 0 on at least one objective."]
     return "\n".join(lines)
 
 
 def render_policy_table(result: dict[str, Any]) -> str:
-    """Every policy's mean rewards with 95% CIs (the base model first)."""
+    """Every policy's mean rewards with 95% CIs, and its paired difference to the base model (base first).
+
+    ``*`` marks a difference whose paired bootstrap interval (over the same test prompts) excludes 0.
+    """
     objs = result["objectives"]
-    lines = ["| method | policy | " + " | ".join(f"{o} mean [95% CI]" for o in objs) + " |",
-             "|---|---|" + "---|" * len(objs)]
+    lines = ["| method | policy | " + " | ".join(f"{o} mean [95% CI]" for o in objs) + " | "
+             + " | ".join(f"{o} - base [95% CI]" for o in objs) + " |",
+             "|---|---|" + "---|" * (2 * len(objs))]
     base = result["base"]
     lines.append("| base | base | " + " | ".join(f"{base['mean'][k]:.4f} [{base['ci_low'][k]:.4f}, "
-                                                 f"{base['ci_high'][k]:.4f}]" for k in range(len(objs))) + " |")
+                                                 f"{base['ci_high'][k]:.4f}]" for k in range(len(objs)))
+                 + " |" + " - |" * len(objs))
     for name, m in result["methods"].items():
         for p in m["policies"]:
-            lines.append(f"| {name} | {p['name']} | " + " | ".join(
-                f"{p['mean'][k]:.4f} [{p['ci_low'][k]:.4f}, {p['ci_high'][k]:.4f}]" for k in range(len(objs))) + " |")
+            diff = p.get("minus_base")
+            cells = [f"{p['mean'][k]:.4f} [{p['ci_low'][k]:.4f}, {p['ci_high'][k]:.4f}]" for k in range(len(objs))]
+            for k in range(len(objs)):
+                if diff is None:
+                    cells.append("-")
+                    continue
+                lo, hi = diff["ci_low"][k], diff["ci_high"][k]
+                star = "*" if lo > 0 or hi < 0 else ""
+                cells.append(f"{diff['mean'][k]:+.4f}{star} [{lo:+.4f}, {hi:+.4f}]")
+            lines.append(f"| {name} | {p['name']} | " + " | ".join(cells) + " |")
+    lines += ["", "`*`: the paired bootstrap interval of the difference to the base model excludes 0."]
     return "\n".join(lines)
