@@ -276,3 +276,50 @@ def test_backbone_with_lora_is_not_shared(tmp_path):
     assert not trainer.model.backbone_is_frozen
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     assert trainer.shared_hidden_states(trainer.model, batch) is None
+
+
+class RecordLogps(TrainerCallback):
+    """The policy's log-probs on a fixed batch after every optimizer step (an independent record of pi_t)."""
+
+    def __init__(self, batch: dict) -> None:
+        self.batch, self.logps = batch, {}
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        with torch.no_grad():
+            self.logps[state.global_step] = model.sequence_logps(
+                self.batch["input_ids"], self.batch["attention_mask"], self.batch["completion_mask"]).clone()
+
+
+@pytest.mark.parametrize("snapshot_time,expected_step", [("current", 4), ("lagged", 2)])
+def test_snapshot_time_picks_the_policy_of_t_or_t_minus_t0(tmp_path, snapshot_time, expected_step):
+    """Lag updates at steps 2 and 4 (t0 = 2, 6 steps): the reference in use afterwards is pi_4 ('current') or
+    pi_2 ('lagged', Alg. 1 line 11 as printed), compared with the policy's own log-probs recorded at those steps."""
+    trainer = make_trainer(tmp_path, snapshot_time=snapshot_time)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    recorder = RecordLogps(batch)
+    trainer.add_callback(recorder)
+    trainer.train()
+    model = trainer.model
+    with torch.no_grad(), model.snapshot_context():
+        lagged = model.sequence_logps(batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    torch.testing.assert_close(lagged, recorder.logps[expected_step], atol=1e-5, rtol=1e-5)
+    other = 2 if expected_step == 4 else 4
+    assert not torch.allclose(lagged, recorder.logps[other], atol=1e-4)
+
+
+def test_lagged_snapshot_time_survives_resume(tmp_path):
+    """Interrupted at step 3 (after the first update, which keeps pi_ref as reference and stores pi_2), resumed:
+    the reference after the step-4 update is the same pi_2 as in one uninterrupted run."""
+    straight = make_trainer(tmp_path / "a", snapshot_time="lagged")
+    straight.train()
+    interrupted = make_trainer(tmp_path / "b", snapshot_time="lagged")
+    interrupted.add_callback(StopAtStep(3))
+    interrupted.train()
+    saved = torch.load(tmp_path / "b" / "run" / "checkpoint-3" / "mopo_state.pt", weights_only=False)
+    assert not saved["lag_active"] and saved["previous_state"]  # reference still pi_ref; pi_2 kept for step 4
+    resumed = make_trainer(tmp_path / "b", snapshot_time="lagged")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "run" / "checkpoint-3"))
+    lag1, lag2 = straight.model.snapshot_state_dict(), resumed.model.snapshot_state_dict()
+    assert lag1.keys() == lag2.keys() and len(lag1) > 0
+    for key in lag1:
+        torch.testing.assert_close(lag1[key], lag2[key], atol=1e-5, rtol=1e-4)

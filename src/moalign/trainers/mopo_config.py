@@ -85,6 +85,14 @@ class MOPOConfig(MultiObjectiveConfig):
         metadata={"help": "t0: every t0 optimizer steps the lagged reference becomes the current policy and b is "
                   "updated (Table 2: 500). 0 disables the lagged reference (fixed reference)."},
     )
+    snapshot_time: str = field(
+        default="current",
+        metadata={"help": "Which policy becomes the lagged reference at a lag update at step t. 'current' "
+                  "(default): the policy at t. 'lagged': the policy at t - t0, as Alg. 1 line 11 is printed (one "
+                  "extra CPU copy of the adapter and heads; at the first update that policy is pi_ref, so the "
+                  "lagged reference first moves at 2 t0). The threshold is set as the rule says from the values "
+                  "measured over the phase just ended in either case (docs/design.md, MOPO 7)."},
+    )
     lag_log_ratio_clip: float = field(
         default=5.0, metadata={"help": "Clip of log pi_lag/pi_ref per sequence before self-normalisation (docs/design.md, MOPO: lagged reference)."}
     )
@@ -111,6 +119,8 @@ class MOPOConfig(MultiObjectiveConfig):
             raise ValueError(f"lower_bound_eps must be >= 0, got {self.lower_bound_eps}")
         if not 0 < self.threshold_beta <= 1:
             raise ValueError(f"threshold_beta must be in (0, 1], got {self.threshold_beta}")
+        if self.snapshot_time not in ("current", "lagged"):
+            raise ValueError(f"snapshot_time must be 'current' or 'lagged', got {self.snapshot_time!r}")
         if self.lag_steps < 0:
             raise ValueError(f"lag_steps must be >= 0, got {self.lag_steps}")
         super().__post_init__()

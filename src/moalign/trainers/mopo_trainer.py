@@ -84,6 +84,7 @@ class MOPOTrainer(MultiObjectiveTrainer):
         self._lagged_estimate_count = 0
         self._phase_bound_sum = torch.zeros_like(self._lagged_estimate_sum)  # 'attained': checked LB over the phase
         self._phase_bound_count = 0
+        self._previous_state: dict[str, torch.Tensor] | None = None  # snapshot_time='lagged': the policy at t - t0
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -210,9 +211,21 @@ class MOPOTrainer(MultiObjectiveTrainer):
         self._lagged_estimate_count = 0
         self._phase_bound_sum.zero_()
         self._phase_bound_count = 0
-        unwrap_multihead(model).take_snapshot()
-        self.lag_active = True
+        self._move_lagged_reference(unwrap_multihead(model))
         self.last_lag_step = step
+
+    def _move_lagged_reference(self, model: Any) -> None:
+        """Alg. 1 line 11: the lagged reference becomes the policy at t ('current') or at t - t0 ('lagged')."""
+        model.take_snapshot()  # the snapshot now holds the policy at t
+        if self.args.snapshot_time == "current":
+            self.lag_active = True
+            return
+        at_t = model.snapshot_state_dict()
+        if self._previous_state is not None:  # the policy at t - t0 becomes the reference
+            model.load_snapshot_state_dict(self._previous_state)
+            self.lag_active = True
+        # else: first update, the policy at t - t0 = 0 is pi_ref: the reference stays pi_ref (lag_active unchanged)
+        self._previous_state = at_t
 
     # ------------------------------------------------------------------ state in checkpoints
     def method_state(self) -> dict[str, Any]:
@@ -226,6 +239,7 @@ class MOPOTrainer(MultiObjectiveTrainer):
             "phase_bound_sum": self._phase_bound_sum.clone(),
             "phase_bound_count": self._phase_bound_count,
             "lagged_snapshot": self.unwrapped_model.snapshot_state_dict() if self.lag_active else None,
+            "previous_state": self._previous_state,
         }
 
     def load_method_state(self, state: dict[str, Any]) -> None:
@@ -237,5 +251,6 @@ class MOPOTrainer(MultiObjectiveTrainer):
         self._lagged_estimate_count = state["lagged_estimate_count"]
         self._phase_bound_sum = state.get("phase_bound_sum", torch.zeros_like(self._lagged_estimate_sum)).clone()
         self._phase_bound_count = state.get("phase_bound_count", 0)
+        self._previous_state = state.get("previous_state")
         if state["lagged_snapshot"] is not None:
             self.unwrapped_model.load_snapshot_state_dict(state["lagged_snapshot"])
