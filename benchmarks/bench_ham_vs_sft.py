@@ -16,8 +16,8 @@ docs/benchmarks.md. Three parts, in ONE process:
    (eq. 6) vs random scalarisation (eq. 10, N directions) for K = 2..12 points, J = 2, 3: time of
    value + gradient, and the random estimate's relative error (mean over seeds).
 
-The helpers (timer, TrainingArguments, LoRA config, model loading, the Variant runner) are those of
-``bench_mopo_vs_dpo.py``, imported.
+The helpers (timer, TrainingArguments, LoRA config, the TRL trainer builder, model loading, the Variant runner) are
+those of ``bench_mopo_vs_dpo.py``, imported.
 
 Usage::
 
@@ -47,6 +47,7 @@ from bench_mopo_vs_dpo import (  # sibling module (benchmarks/ is the script's f
     StepTimer,
     Variant,
     attach_timer,
+    build_trl,
     common_args,
     load_model,
     lora_config,
@@ -72,12 +73,8 @@ def build_sft(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[dic
     from trl import SFTConfig, SFTTrainer
 
     data = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
-    args = SFTConfig(**common_args(cli, output_dir), max_length=cli.prompt_tokens + cli.completion_tokens,
-                     completion_only_loss=True, packing=False)
-    trainer = SFTTrainer(model=copy.deepcopy(base), args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=lora_config(cli))
-    timer = StepTimer()
-    return attach_timer(trainer, timer), timer
+    return build_trl(SFTTrainer, SFTConfig, cli, base, tokenizer, data, output_dir, completion_only_loss=True,
+                     packing=False)
 
 
 def build_ham(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[dict[str, Any]], output_dir: str,
@@ -97,10 +94,8 @@ def build_ham(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[dic
     heads = MultiHeadConfig(num_heads=num_heads, head_names=names, head_type="low_rank", head_rank=args.head_rank,
                             seed=args.seed)
     model = MultiHeadCausalLM(copy.deepcopy(base), heads, lora_config=lora_config(cli))
-    trainer = HaMTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), objectives=OBJECTIVES,
-                         processing_class=tokenizer)
-    timer = StepTimer()
-    return attach_timer(trainer, timer), timer
+    return attach_timer(HaMTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                   objectives=OBJECTIVES, processing_class=tokenizer))
 
 
 def check_same_batches(sft: Any, ham: Any) -> dict[str, int]:

@@ -130,13 +130,27 @@ class StepTimer(TrainerCallback):
         self.cpu.append(time.process_time() - self._start[1])
 
 
-def attach_timer(trainer: Any, timer: StepTimer) -> Any:
-    """Add the step timer; drop the callback that prints the metrics at the end of every ``train()`` call."""
+def attach_timer(trainer: Any) -> tuple[Any, StepTimer]:
+    """``(trainer, its new StepTimer)``; drops the callback that prints the metrics at the end of every ``train()``."""
     from transformers.trainer_callback import PrinterCallback
 
+    timer = StepTimer()
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(timer)
-    return trainer
+    return trainer, timer
+
+
+def build_trl(trainer_class: type, config_class: type, cli: argparse.Namespace, base: Any, tokenizer: Any,
+              data: Any, output_dir: str, **config: Any) -> tuple[Any, StepTimer]:
+    """A TRL baseline trainer (``SFTTrainer``, ``DPOTrainer``) set up as the moalign trainer it is timed against.
+
+    A copy of ``base`` with the shared LoRA (PEFT inside TRL), :func:`common_args`, sequences of prompt +
+    completion tokens, and a :class:`StepTimer`; ``config`` adds the TRL config's own fields.
+    """
+    args = config_class(**common_args(cli, output_dir), max_length=cli.prompt_tokens + cli.completion_tokens, **config)
+    trainer = trainer_class(model=copy.deepcopy(base), args=args, train_dataset=data, processing_class=tokenizer,
+                            peft_config=lora_config(cli))
+    return attach_timer(trainer)
 
 
 def build_dpo(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[dict[str, Any]], output_dir: str,
@@ -146,12 +160,8 @@ def build_dpo(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[dic
 
     data = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["completion_a"], "rejected": r["completion_b"]}
                               for r in rows])
-    args = DPOConfig(**common_args(cli, output_dir), max_length=cli.prompt_tokens + cli.completion_tokens,
-                     disable_dropout=False, precompute_ref_log_probs=precompute)
-    trainer = DPOTrainer(model=copy.deepcopy(base), args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=lora_config(cli))
-    timer = StepTimer()
-    return attach_timer(trainer, timer), timer
+    return build_trl(DPOTrainer, DPOConfig, cli, base, tokenizer, data, output_dir, disable_dropout=False,
+                     precompute_ref_log_probs=precompute)
 
 
 def build_mopo(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[dict[str, Any]], output_dir: str,
@@ -174,10 +184,8 @@ def build_mopo(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[di
     heads = MultiHeadConfig(num_heads=num_heads, head_names=objectives[:num_heads], head_type=args.head_type,
                             head_rank=args.head_rank, seed=args.seed)
     model = MultiHeadCausalLM(copy.deepcopy(base), heads, lora_config=lora_config(cli) if lora else None)
-    trainer = MOPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), objectives=objectives,
-                          processing_class=tokenizer)
-    timer = StepTimer()
-    return attach_timer(trainer, timer), timer
+    return attach_timer(MOPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                     objectives=objectives, processing_class=tokenizer))
 
 
 def activate_lagged_reference(trainer: Any) -> None:
