@@ -16,8 +16,8 @@ docs/benchmarks.md. Three parts, in ONE process:
    (eq. 6) vs random scalarisation (eq. 10, N directions) for K = 2..12 points, J = 2, 3: time of
    value + gradient, and the random estimate's relative error (mean over seeds).
 
-The helpers (timer, TrainingArguments, LoRA config, the TRL trainer builder, model loading, the Variant runner) are
-those of ``bench_mopo_vs_dpo.py``, imported.
+The helpers (process setup, timer, TrainingArguments, LoRA config, the TRL trainer builder, model loading, the
+Variant runner) are those of ``bench_mopo_vs_dpo.py``, imported.
 
 Usage::
 
@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import os
 import random
 import statistics
 import tempfile
 import time
-import warnings
 from typing import Any
 
 import torch
@@ -51,6 +49,7 @@ from bench_mopo_vs_dpo import (  # sibling module (benchmarks/ is the script's f
     common_args,
     load_model,
     lora_config,
+    setup_process,
 )
 
 OBJECTIVES = ["objective_0", "objective_1"]
@@ -209,11 +208,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     cli = parse_args(argv)
-    torch.set_num_threads(cli.threads)
-    torch.manual_seed(cli.seed)
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    setup_process(cli)
     print(f"load average at start {' '.join(f'{x:.1f}' for x in os.getloadavg())}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s)", flush=True)
     if not cli.only_hv:

@@ -419,6 +419,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return cli
 
 
+def setup_process(cli: argparse.Namespace) -> None:
+    """The benchmark process: ``--threads`` torch threads, ``--seed``, no transformers logging or warnings in the
+    timed output, no tokenizer threads competing with torch's."""
+    torch.set_num_threads(cli.threads)
+    torch.manual_seed(cli.seed)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def load_model(cli: argparse.Namespace) -> tuple[Any, Any, str]:
     if cli.tiny:
         from moalign.models.testing import make_tiny_llama_and_tokenizer
@@ -433,11 +443,7 @@ def load_model(cli: argparse.Namespace) -> tuple[Any, Any, str]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     cli = parse_args(argv)
-    torch.set_num_threads(cli.threads)
-    torch.manual_seed(cli.seed)
-    logging.getLogger("transformers").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    setup_process(cli)
     import datasets
 
     datasets.disable_progress_bars()
