@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moalign.core.pareto import hypervolume
 from moalign.experiments.toy_methods import (
     DPOSettings,
     MOPOSettings,
@@ -45,7 +44,7 @@ from moalign.experiments.toy_problem import (
     expected_rewards,
     gap_to_front,
     hypervolume_ratio,
-    mixture_hull,
+    mixture_hypervolume_ratio,
     sample_preference_data,
     true_front,
     true_win_rates,
@@ -355,7 +354,7 @@ def _summarise(policies: list[dict], front, seeds: list[int]) -> dict:
         for s in seeded:
             pts = np.array([p["expected_rewards"] for p in rows if p["params"].get("seed") == s])
             ratios.append(hypervolume_ratio(pts, front))
-            mixtures.append(hypervolume(mixture_hull(pts), front.reference) / front.hypervolume)
+            mixtures.append(mixture_hypervolume_ratio(pts, front))
         gaps = [p["gap_to_front"] for p in rows]
         summary[method] = {
             "policies_per_seed": len(rows) // len(seeded), "hv_ratio_per_seed": ratios,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from moalign.core.pareto import hypervolume
 from moalign.experiments.toy_problem import (
     TrueFront,
     action_grid,
@@ -25,7 +24,7 @@ from moalign.experiments.toy_problem import (
     expected_rewards,
     gap_to_front,
     hypervolume_ratio,
-    mixture_hull,
+    mixture_hypervolume_ratio,
     reward_tables,
     sigmoid,
 )
@@ -84,5 +83,5 @@ def reachable_summary(front: TrueFront, reward_set: str, form: str, tau: float, 
     lambdas = np.concatenate([[0.0], np.logspace(-3, 3, num_lambdas - 1)])
     pts = reachable_policies(reward_set, form, tau, periods, lambdas, primaries, pairwise)
     return {"hv_ratio": hypervolume_ratio(pts, front),
-            "hv_ratio_mixtures": hypervolume(mixture_hull(pts), front.reference) / front.hypervolume,
+            "hv_ratio_mixtures": mixture_hypervolume_ratio(pts, front),
             "gap_to_front_median": float(np.median(gap_to_front(pts, front)))}

@@ -266,6 +266,14 @@ def mixture_hull(points: np.ndarray) -> np.ndarray:
     return densify(np.array(hull))
 
 
+def mixture_hypervolume_ratio(points: np.ndarray, front: TrueFront) -> float:
+    """Hypervolume of a method's policies and their mixtures (:func:`mixture_hull`) over the true front's.
+
+    Unlike :func:`hypervolume_ratio` it does not depend on how evenly the policies spread along the front.
+    """
+    return hypervolume(mixture_hull(points), front.reference) / front.hypervolume
+
+
 def gap_to_front(points: np.ndarray, front: TrueFront) -> np.ndarray:
     """Normalised additive-epsilon distance of each point to the true front (0 = on or beyond it).
 
