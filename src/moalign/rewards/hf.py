@@ -26,7 +26,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
 import torch
@@ -199,6 +199,14 @@ class RewardModelSpec:
 
 
 _RIC = "RiC ric/multi_reward_models.py + ric/utils.py (YangRui2015/RiC)"
+_FAITHFUL_DETECTOR = RewardModelSpec(
+    hub_id="CogComp/bart-faithful-summary-detector",
+    input_format="summary_post_pair",
+    objective="faithful (summary supported by the post)",
+    logit_index=1,
+    num_labels=2,
+    source=f"model card: tokenizer(text=summary, text_pair=article), label 1 = 'Faithful'; {_RIC}",
+)
 
 KNOWN_REWARD_MODELS: dict[str, RewardModelSpec] = {
     "gpt2-large-harmless-reward_model": RewardModelSpec(
@@ -228,20 +236,11 @@ KNOWN_REWARD_MODELS: dict[str, RewardModelSpec] = {
         source=f"{_RIC}: tokenizer(summary + ' ' + bos_token + ' ' + post)",
         notes="GPT-2 tokenizer without a pad token: the eos token is used for padding.",
     ),
-    "bart-faithful-summary-detector": RewardModelSpec(
-        hub_id="CogComp/bart-faithful-summary-detector",
-        input_format="summary_post_pair",
-        objective="faithful (summary supported by the post)",
-        logit_index=1,
-        num_labels=2,
-        source=f"model card: tokenizer(text=summary, text_pair=article), label 1 = 'Faithful'; {_RIC}",
-    ),
-    "bart-summary-detector": RewardModelSpec(
-        hub_id="CogComp/bart-faithful-summary-detector",
-        input_format="summary_post_pair",
+    "bart-faithful-summary-detector": _FAITHFUL_DETECTOR,
+    # the papers' name for the same model: its hub id, input format and output column are the faithful detector's
+    "bart-summary-detector": replace(
+        _FAITHFUL_DETECTOR,
         objective="less hallucination",
-        logit_index=1,
-        num_labels=2,
         source="MOPO Table 2 / HaM §4.3 name 'bart-summary-detector'; HaM Table 5 maps its hallucination "
         "reward to bart-faithful-summary-detector",
         notes="No hub model of this name was found; it resolves to the faithful detector (label 1 = 'Faithful', "
