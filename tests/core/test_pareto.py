@@ -105,28 +105,26 @@ def test_hypervolume_3d_hand_computed():
     assert hypervolume([[1, 1, 1], [2, 0.5, 0.5]], [0, 0, 0]) == pytest.approx(1.25, abs=1e-12)
 
 
-@pytest.mark.parametrize("maximise", MAXIMISE_SETTINGS_2D)
-@pytest.mark.parametrize("seed", [0, 1])
-def test_hypervolume_2d_random_fronts(maximise, seed):
-    rng = np.random.default_rng(seed)
-    pts, ref = random_front(rng, 9, 2, maximise)
+def check_random_front(front_seed: int, num_points: int, dim: int, maximise, mc_seed: int) -> None:
+    """hypervolume() of a random front equals moocore's, the brute-force value and (within 4.5 SE) Monte Carlo."""
+    pts, ref = random_front(np.random.default_rng(front_seed), num_points, dim, maximise)
     hv = hypervolume(pts, ref, maximise=maximise)
     assert hv == pytest.approx(float(moocore.hypervolume(pts, ref=ref, maximise=maximise)), rel=1e-12)
     assert hv == pytest.approx(brute_force_hypervolume(pts, ref, maximise), rel=1e-10)
-    mc, se = monte_carlo_hypervolume(pts, ref, maximise, 200_000, seed=100 + seed)
+    mc, se = monte_carlo_hypervolume(pts, ref, maximise, 200_000, seed=mc_seed)
     assert abs(hv - mc) < 4.5 * se + 1e-12, (hv, mc, se)
+
+
+@pytest.mark.parametrize("maximise", MAXIMISE_SETTINGS_2D)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hypervolume_2d_random_fronts(maximise, seed):
+    check_random_front(seed, 9, 2, maximise, mc_seed=100 + seed)
 
 
 @pytest.mark.parametrize("maximise", MAXIMISE_SETTINGS_3D)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_hypervolume_3d_random_fronts(maximise, seed):
-    rng = np.random.default_rng(10 + seed)
-    pts, ref = random_front(rng, 8, 3, maximise)
-    hv = hypervolume(pts, ref, maximise=maximise)
-    assert hv == pytest.approx(float(moocore.hypervolume(pts, ref=ref, maximise=maximise)), rel=1e-12)
-    assert hv == pytest.approx(brute_force_hypervolume(pts, ref, maximise), rel=1e-10)
-    mc, se = monte_carlo_hypervolume(pts, ref, maximise, 200_000, seed=200 + seed)
-    assert abs(hv - mc) < 4.5 * se + 1e-12, (hv, mc, se)
+    check_random_front(10 + seed, 8, 3, maximise, mc_seed=200 + seed)
 
 
 def test_hypervolume_larger_3d_front_against_monte_carlo_only():
