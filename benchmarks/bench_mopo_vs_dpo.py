@@ -194,7 +194,9 @@ def activate_lagged_reference(trainer: Any) -> None:
     The timed "lag active" runs then use ``lag_steps = LAG_ACTIVE_NO_UPDATE``: the lagged pass runs every step and
     no snapshot is copied inside the window (real runs copy one every t0 = 500 steps).
     """
-    trainer.model.snapshot_lagged()
+    from moalign.trainers.base_trainer import unwrap_multihead
+
+    unwrap_multihead(trainer.model).take_snapshot()
     trainer.lag_active = True
 
 
