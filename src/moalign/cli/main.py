@@ -7,6 +7,7 @@
     moalign eval --model DIR [...EvalRunConfig fields]
     moalign demo [--quick] [--out DIR]
     moalign compare --task toy-A|toy-B|demo [--methods ...] [--budget N] [--quick] [--out DIR]
+    moalign judge --compare DIR --methods X,Y [--judge-model smollm2] [--objectives ...] [--out FILE.json]
 
 Every command's options are the fields of a config dataclass (help text from
 the fields); ``--config FILE.yaml`` loads them from YAML and flags given on
@@ -176,12 +177,20 @@ def _compare(argv: list[str]) -> int:
     return 0
 
 
+def _judge(argv: list[str]) -> int:
+    from moalign.experiments.judge_compare import JudgeRunConfig, run_judge
+
+    run_judge(parse_config(JudgeRunConfig, argv, "moalign judge"))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "synthetic": _synthetic,
     "train": _train,
     "eval": _eval,
     "demo": _demo,
     "compare": _compare,
+    "judge": _judge,
 }
 
 

@@ -16,6 +16,7 @@ from moalign.eval.evaluate import (
     save_generations,
 )
 from moalign.eval.generate import GenerationSettings, generate_completions, policy_context
+from moalign.eval.judge import CausalLMJudge, Judge, JudgeConfig, pairwise_win_rate
 from moalign.eval.plots import plot_report
 from moalign.eval.policies import (
     Policy,
@@ -39,10 +40,11 @@ from moalign.eval.report import (
 from moalign.models.steering import validate_steering_weights
 
 __all__ = [
-    "BootstrapCI", "EvalConfig", "EvalResult", "GenerationSettings", "Policy", "PromptClusters", "auto_reference_point",
+    "BootstrapCI", "CausalLMJudge", "EvalConfig", "EvalResult", "GenerationSettings", "Judge", "JudgeConfig",
+    "Policy", "PromptClusters", "auto_reference_point",
     "bootstrap_mean_ci", "cluster_embeddings", "cluster_prompts", "compare_methods", "default_policies", "embed_prompts",
     "ensure_base_policy", "evaluate_policies", "generate_completions", "head_policies", "load_generations",
-    "paired_difference_ci", "plot_report", "policy_context", "render_markdown",
+    "pairwise_win_rate", "paired_difference_ci", "plot_report", "policy_context", "render_markdown",
     "rescore_generations", "save_generations", "steering_grid", "steering_policies",
     "steering_spearman", "summarize_scores", "validate_policies_for_model", "validate_steering_weights",
     "write_report",
