@@ -85,6 +85,10 @@ def test_demo_compare_end_to_end(uninterrupted):
     assert len(written["methods"]["modpo"]["policies"]) == 2 and len(written["methods"]["modpo"]["models"]) == 2
     report = (out / "report.md").read_text()
     assert "| method |" in report and "HaM relation" in report and "- base [95% CI]" in report
+    from moalign.experiments.compare_demo import demo_config
+    from moalign.experiments.demo import split_prompts
+
+    assert written["test_prompts"] == split_prompts(demo_config(_config(Path("x"), out, METHODS)))["test"]
 
 
 def test_demo_compare_difference_to_base_is_paired(uninterrupted):

@@ -305,11 +305,11 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
         record["eval_seconds"] = time.time() - t
         state.finish(method, {**record, "scores": str(mdir / "scores.npy")})
         log(cfg, f"{i}/{len(methods)} {method}: done")
-    return demo_result(cfg, state, methods, objectives, base_scores, paths["info"], budget)
+    return demo_result(cfg, state, methods, objectives, base_scores, paths["info"], budget, prompts)
 
 
 def demo_result(cfg: CompareConfig, state: CompareState, methods: list[str], objectives: list[str],
-                base_scores: np.ndarray, data_info: dict, budget: int) -> dict[str, Any]:
+                base_scores: np.ndarray, data_info: dict, budget: int, prompts: list[str]) -> dict[str, Any]:
     """Per-policy means with CIs, shared reference, HV with CIs, steerability, relations, table, plot."""
     from moalign.eval.report import bootstrap_mean_ci, paired_difference_ci
 
@@ -346,7 +346,8 @@ def demo_result(cfg: CompareConfig, state: CompareState, methods: list[str], obj
                                  "not counted)", "tokens": budget, "tolerance": cfg.budget_tolerance},
               "reference_point": fronts["reference_point"], "reference_rule": fronts["reference_rule"],
               "hypervolume_base": fronts["hypervolume_base"], "relations": fronts["relations"],
-              "base": base, "methods": per_method, "config": {k: v for k, v in vars(cfg).items()}}
+              "base": base, "methods": per_method, "test_prompts": list(prompts),
+              "config": {k: v for k, v in vars(cfg).items()}}
     out = Path(cfg.out)
     plot_fronts(per_method, objectives, out / "fronts.png", base=base["mean"],
                 title=f"demo task: every method, {len(base_scores)} test prompts")

@@ -4,8 +4,8 @@ The judge and the protocol are :mod:`moalign.eval.judge` (after the automated ev
 paper, "Robust Multi-Objective Preference Alignment with Online DPO", arXiv 2503.00295): here the two
 methods' policies are matched by equal weight vector, and every matched pair's greedy responses to the
 held-out test prompts are judged per objective, both orders asked. ``base`` (the base model's responses,
-``base_eval.json``) matches every weight. compare.json does not store the test prompts; they are the
-seeded split of its config (:func:`demo_test_prompts`), as ``moalign compare`` made them.
+``base_eval.json``) matches every weight. The test prompts are compare.json's ``test_prompts`` (older files:
+the seeded split of its config, :func:`demo_test_prompts`).
 
 This module sits in the experiments layer because it reads that layer's output and split
 (``moalign.eval`` never imports upward).
@@ -47,7 +47,10 @@ def read_compare(compare_dir: str | Path) -> dict[str, Any]:
 
 
 def demo_test_prompts(result: dict[str, Any]) -> list[str]:
-    """The held-out test prompts of a demo comparison, in order: the seeded split of its stored config."""
+    """The held-out test prompts of a demo comparison, in order: as stored (``test_prompts``), or, for a
+    compare.json written before they were stored, the seeded split of its stored config."""
+    if result.get("test_prompts"):
+        return list(result["test_prompts"])
     from moalign.experiments.compare import CompareConfig
     from moalign.experiments.compare_demo import demo_config
     from moalign.experiments.demo import split_prompts
