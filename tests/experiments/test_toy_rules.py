@@ -83,6 +83,23 @@ def test_lambda_bounded_under_attained_rule_unbounded_when_fixed(tables):
     assert runs["attained", 0]["lambda_max"].max() < 4.0
 
 
+def test_lambda_max_projects_the_dual_step(tables):
+    # Fixed b with the outer thresholds infeasible: lambda grows without bound as printed (above); with the
+    # projection onto [0, lambda_max] it never exceeds the cap, and the feasible inner thresholds, whose lambda
+    # stays below the cap, train exactly as without it.
+    thresholds = mopo_thresholds(tables, [0, 1], 5, 0.1)
+    free = train_mopo(tables, thresholds, [0, 1], _settings("winrate", 0.02, 400), seed=0, num_contexts=NODES,
+                      progress=False)
+    cap = 5.0
+    capped = train_mopo(tables, thresholds, [0, 1], _settings("winrate", 0.02, 400, lambda_max=cap), seed=0,
+                        num_contexts=NODES, progress=False)
+    assert free["dual"]["lambda_max"].max() > 20.0
+    assert capped["dual"]["lambda_max"].max() <= cap + 1e-12
+    below = free["dual"]["lambda_max"] < cap  # runs that never reached the cap: identical trajectories
+    assert below.any() and (~below).any()
+    np.testing.assert_array_equal(capped["probs"][below], free["probs"][below])
+
+
 def test_json_carries_per_phase_records(tmp_path):
     cfg = ToyConfig(set="B", methods=["mopo"], out=str(tmp_path), mopo_threshold_rule="attained", seeds=1,
                     num_rows=20_000, num_actions=11, train_contexts=11, mopo_thresholds=3, mopo_steps=100,

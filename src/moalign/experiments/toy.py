@@ -132,6 +132,9 @@ class ToyConfig:
     mopo_threshold_warmup_steps: int = field(default=0, metadata={
         "help": "Adaptive rules: steps with b held at its sweep value b^(0) before the rule takes over (0: adapt "
                 "from the first lag phase; docs/toy.md, issue 10)."})
+    mopo_lambda_max: float | None = field(default=None, metadata={
+        "help": "Project lambda's step onto [0, lambda_max] (core.mopo.dual_step; not in the paper): bounds lambda "
+                "for thresholds no policy can meet. None: [0, inf) as printed (docs/toy.md, issue 10)."})
     mopo_constraint_estimator: str = field(default="row", metadata={
         "help": "Weights of G_hat and LB (Alg. 1 line 5): 'row' the ratio's own (eq. 10; per-row labels in "
                 "'sample_row', biased), 'policy' the label-free clip(pi_theta / mu) (MOPOTrainer's default)."})
@@ -320,7 +323,8 @@ def _run_mopo(cfg: ToyConfig, datasets: list, seeds: list[int], add: AddPolicy, 
     mopo = MOPOSettings(cfg.mopo_ratio_form, cfg.mopo_tau, cfg.mopo_lag_steps, cfg.mopo_steps,
                         cfg.mopo_learning_rate, cfg.mopo_lambda_learning_rate, cfg.mopo_lag_clip,
                         cfg.mopo_lower_bound_eps, cfg.hidden, cfg.mopo_normalise, cfg.mopo_threshold_rule,
-                        cfg.mopo_threshold_beta, cfg.mopo_constraint_estimator, cfg.mopo_threshold_warmup_steps)
+                        cfg.mopo_threshold_beta, cfg.mopo_constraint_estimator, cfg.mopo_threshold_warmup_steps,
+                        cfg.mopo_lambda_max)
     true_rates = true_win_rates(cfg.set, cfg.train_contexts, cfg.num_actions)  # issue 10: estimate vs truth
     out = train_mopo(tables, thresholds, primaries, mopo, seeds[0], cfg.train_contexts, progress, true_rates)
     timings["mopo"] = time.time() - t
@@ -341,7 +345,7 @@ def _run_mopo(cfg: ToyConfig, datasets: list, seeds: list[int], add: AddPolicy, 
     return mopo_dual_report(dual, thresholds, primaries, seeds, cfg.mopo_lag_steps, {
         "threshold_rule": cfg.mopo_threshold_rule, "threshold_beta": cfg.mopo_threshold_beta,
         "constraint_estimator": cfg.mopo_constraint_estimator, "ratio_form": cfg.mopo_ratio_form,
-        "threshold_warmup_steps": cfg.mopo_threshold_warmup_steps})
+        "threshold_warmup_steps": cfg.mopo_threshold_warmup_steps, "lambda_max": cfg.mopo_lambda_max})
 
 
 def _summarise(policies: list[dict], front, seeds: list[int]) -> dict:

@@ -278,6 +278,7 @@ class MOPOSettings:
     threshold_beta: float = 0.9995  # beta of the adaptive rules (paper Table 2)
     constraint_estimator: str = "row"  # "row": the ratio's own weights (eq. 10); "policy": clip(pi_theta / mu)
     threshold_warmup_steps: int = 0  # adaptive rules: b held at b^(0) for these steps, then adapted
+    lambda_max: float | None = None  # projection of the dual step onto [0, lambda_max] (None: [0, inf), as printed)
 
 
 def threshold_range(tables: PreferenceTables, primary: int) -> torch.Tensor:
@@ -385,7 +386,7 @@ def train_mopo(tables: PreferenceTables, thresholds: torch.Tensor, primaries: li
     # lambda, chi and b in float64 (the dual arithmetic), the weights in float32
     dual = MOPODual(lam=torch.zeros(s, p, k, 1, dtype=torch.float64), threshold=thresholds.to(torch.float64)[..., None],
                     tau=settings.tau, eps=settings.lower_bound_eps, lr_lambda=settings.lambda_learning_rate,
-                    chi_solver="exact")
+                    chi_solver="exact", lam_max=settings.lambda_max)
     ratio = _ClosedFormRatio(tables, settings, primaries)
     mass = ratio.mass
     secondary = ratio.secondary[..., None]  # (S, P, 1, n, K-1 = 1): what G_hat and LB average
