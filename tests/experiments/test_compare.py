@@ -160,3 +160,43 @@ def test_toy_compare_shared_reference_and_hv_ratio(tmp_path):
     assert set(result["rows"]) >= {"MOPO", "COP"} and (tmp_path / "fronts.png").is_file()
     toy_json = json.loads((tmp_path / "toy" / "mopo" / "toy_B.json").read_text())
     assert toy_json["config"]["mopo_steps"] == 20 and toy_json["config"]["dpo_steps"] == 20  # the equal budget
+
+
+def test_evaluation_change_and_interrupted_evaluation_do_not_retrain(tiny, tmp_path, monkeypatch):
+    """An evaluation interrupted after training resumes from the saved model; changing only the steering grid on
+    a finished comparison re-evaluates every method from its saved model (no training call either time)."""
+    real_eval = compare_demo.evaluate_method
+    calls = {"eval": 0}
+
+    def eval_then_stop(*args, **kwargs):
+        calls["eval"] += 1
+        if calls["eval"] == 2:  # sca: trained, then interrupted while evaluating
+            raise KeyboardInterrupt
+        return real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(compare_demo, "evaluate_method", eval_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(_config(tiny, tmp_path, ["mopo", "sca"]))
+    monkeypatch.setattr(compare_demo, "evaluate_method", real_eval)
+    assert (tmp_path / "methods" / "sca" / compare_demo.TRAIN_RECORD).is_file()
+
+    def no_training(method, *a, **k):
+        raise AssertionError(f"{method} was retrained")
+
+    monkeypatch.setattr(compare_demo, "train_method_on_budget", no_training)
+    first = run_compare(_config(tiny, tmp_path, ["mopo", "sca"]))
+    assert len(first["methods"]["mopo"]["policies"]) == 3 and len(first["methods"]["sca"]["policies"]) == 5
+    config = _config(tiny, tmp_path, ["mopo", "sca"])
+    config.steering_steps = 1  # evaluation only: 2 steering weights instead of 3
+    second = run_compare(config)
+    assert len(second["methods"]["mopo"]["policies"]) == 2
+    assert second["methods"]["sca"]["points"] == first["methods"]["sca"]["points"]  # same model, same greedy eval
+    assert second["methods"]["mopo"]["budget"] == first["methods"]["mopo"]["budget"]
+
+
+def test_conditioned_methods_need_a_one_decimal_grid(tiny, tmp_path):
+    config = _config(tiny, tmp_path, ["mo_odpo"])
+    config.steering_steps = 4  # 0.25 cannot be written with one decimal
+    with pytest.raises(ValueError, match="must divide 10"):
+        run_compare(config)
+    assert not (tmp_path / "data").exists()  # refused before any work

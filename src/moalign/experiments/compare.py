@@ -71,8 +71,11 @@ class CompareConfig:
     sample_max_new_tokens: int = field(default=32, metadata={"help": "Demo: tokens of sampled / generated "
                                                              "training responses (offline and online)."})
     eval_max_new_tokens: int = field(default=32, metadata={"help": "Demo: tokens of evaluation responses (greedy)."})
-    steering_steps: int = field(default=4, metadata={"help": "Demo: weight grid resolution for steerable methods "
-                                                     "(4 -> 5 weights)."})
+    steering_steps: int = field(default=10, metadata={
+        "help": "Demo: weight grid resolution for steerable methods (10 -> the 11 weights (0,1), (0.1,0.9), ..., "
+                "(1,0)). MO-ODPO and P-MORL write weights with one decimal, so with them it must divide 10. "
+                "Changing it (or eval_max_new_tokens) on an existing --out re-evaluates the finished methods from "
+                "their saved models without retraining."})
     modpo_weights: list[float] = field(default_factory=lambda: [0.8, 0.5, 0.2], metadata={
         "help": "MODPO trains one model per weight vector (w1, 1-w1); under the budget only these few, each with "
                 "budget / len(weights) tokens."})
@@ -123,21 +126,37 @@ class CompareState:
         if self.path.exists():
             before = json.loads(self.path.read_text())
             changed = [k for k in settings if before["settings"].get(k) != settings[k]]
-            if changed:
+            if changed and settings.get("task") == "demo" and set(changed) <= REEVALUATE:
+                for record in before["methods"].values():  # trained models stay; their evaluation is redone
+                    record["needs_evaluation"] = True
+                before["settings"] = settings
+            elif changed:
                 raise ValueError(f"{out} holds a comparison made with other settings ({', '.join(changed)}); "
                                  "use another --out or delete it")
             self.data = before
 
     def done(self, method: str) -> dict[str, Any] | None:
-        return self.data["methods"].get(method)
+        """The finished method's record (None: not finished, or its evaluation must be redone)."""
+        record = self.data["methods"].get(method)
+        return None if record is None or record.get("needs_evaluation") else record
+
+    def trained(self, method: str) -> dict[str, Any] | None:
+        """The training part of a method whose evaluation must be redone (None otherwise)."""
+        record = self.data["methods"].get(method)
+        if record is None or not record.get("needs_evaluation"):
+            return None
+        return {k: v for k, v in record.items() if k not in ("policies", "scores", "eval_seconds", "needs_evaluation")}
 
     def finish(self, method: str, record: dict[str, Any]) -> None:
         self.data["methods"][method] = record
         write_json(self.path, self.data)
 
 
-#: settings that do not change what a method's training or evaluation produces
-_NOT_DECISIVE = {"out", "methods", "progress"}
+#: settings that do not change what a method's training or evaluation produces (bootstrap and reference: the
+#: report only, recomputed on every run)
+_NOT_DECISIVE = {"out", "methods", "progress", "bootstrap_samples", "reference_margin"}
+#: demo settings that change only the evaluation: finished methods are re-evaluated, not retrained
+REEVALUATE = {"steering_steps", "eval_max_new_tokens"}
 
 
 def run_compare(config: CompareConfig) -> dict[str, Any]:

@@ -38,8 +38,12 @@ from moalign.experiments.compare_report import (
     render_policy_table,
     steerability,
     summarise_fronts,
+    write_json,
 )
 
+TRAIN_RECORD = "train_record.json"
+#: methods whose policies are prompts with the weights written at one decimal (the conditioning template)
+CONDITIONED = ("mo_odpo", "p_morl")
 POINTWISE = ("ham", "sca", "ric")
 PAIRWISE = ("mopo", "modpo")
 SOUPS = ("rewarded_soups", "odpo_soups")
@@ -163,11 +167,19 @@ def train_method_on_budget(method: str, config: CompareConfig, paths: dict[str, 
             train_method(method, method_args(method, config, paths, directory, weights))
     spend = meter.tokens
     ratio = spend / budget
-    return {"budget": {"tokens": spend, "budget": budget, "ratio": ratio, "runs": len(meter.runs),
+    record = {"budget": {"tokens": spend, "budget": budget, "ratio": ratio, "runs": len(meter.runs),
                        "planned_runs": runs, "within_tolerance": abs(ratio - 1) <= config.budget_tolerance,
                        "per_run": [vars(r) for r in meter.runs]},
             "train_seconds": time.time() - start, "memory": memory.to_dict(),
             "models": [str(d) for d, _ in jobs], "modpo_weights": [w for _, w in jobs] if method == "modpo" else None}
+    write_json(mdir / TRAIN_RECORD, record)  # an interrupted evaluation resumes without retraining
+    return record
+
+
+def finished_training(mdir: Path) -> dict[str, Any] | None:
+    """The training record of a method trained to completion in ``mdir`` (None: train it)."""
+    path = mdir / TRAIN_RECORD
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _grid(config: CompareConfig, k: int) -> list[tuple[float, ...]]:
@@ -268,6 +280,10 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
     unknown = sorted(set(methods) - set(DEMO_METHODS))
     if unknown:
         raise ValueError(f"compare --task demo knows {', '.join(DEMO_METHODS)}; unknown: {', '.join(unknown)}")
+    conditioned = [m for m in methods if m in CONDITIONED]
+    if conditioned and 10 % cfg.steering_steps:
+        raise ValueError(f"{', '.join(conditioned)} write the weights with one decimal: --steering_steps must "
+                         f"divide 10 (1, 2, 5 or 10), got {cfg.steering_steps}")
     reward_fns = resolve_rewards(list(cfg.reward_functions))
     objectives = reward_spec_names(list(cfg.reward_functions))
     torch.manual_seed(cfg.seed)
@@ -278,11 +294,12 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
                                   do_sample=False, seed=cfg.seed, progress=False,
                                   use_chat_template=cfg.use_chat_template is not False)
     base_path = out / "base_eval.json"
-    if not base_path.exists():
+    if not base_path.exists() or json.loads(base_path.read_text()).get("eval_max_new_tokens") != cfg.eval_max_new_tokens:
         base, tokenizer = load_base(cfg)
         texts = generate_completions(base, tokenizer, prompts, Policy.as_is("base"), settings)
         base_scores = score_completions(prompts, texts, reward_fns, context="base model")
-        base_path.write_text(json.dumps({"scores": base_scores.tolist(), "completions": texts}))
+        base_path.write_text(json.dumps({"scores": base_scores.tolist(), "completions": texts,
+                                         "eval_max_new_tokens": cfg.eval_max_new_tokens}))
     base_scores = np.asarray(json.loads(base_path.read_text())["scores"], float)
     from moalign.models import load_tokenizer
 
@@ -291,12 +308,18 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
         if state.done(method):
             log(cfg, f"{i}/{len(methods)} {method}: done before, reused")
             continue
-        log(cfg, f"{i}/{len(methods)} {method}: training (budget {budget} tokens) ...")
         mdir = out / "methods" / method
-        torch.manual_seed(cfg.seed)
-        record = train_method_on_budget(method, cfg, paths, mdir, budget)
+        record = state.trained(method) or finished_training(mdir)
+        if record is None:
+            log(cfg, f"{i}/{len(methods)} {method}: training (budget {budget} tokens) ...")
+            torch.manual_seed(cfg.seed)
+            record = train_method_on_budget(method, cfg, paths, mdir, budget)
+            done_how = "in"
+        else:
+            done_how = "trained before, reused; training took"
         log(cfg, f"{i}/{len(methods)} {method}: {record['budget']['tokens']} tokens "
-                 f"({record['budget']['ratio']:.2f} x budget) in {record['train_seconds']:.0f} s; evaluating ...")
+                 f"({record['budget']['ratio']:.2f} x budget) {done_how} {record['train_seconds']:.0f} s; "
+                 "evaluating ...")
         t = time.time()
         rows, scores = evaluate_method(method_policies(method, cfg, record, len(objectives)), tokenizer, prompts,
                                        reward_fns, settings)
