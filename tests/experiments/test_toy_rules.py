@@ -128,3 +128,5 @@ def test_unknown_rule_or_estimator_rejected():
         ToyConfig(mopo_threshold_rule="nope").resolved()
     with pytest.raises(ValueError, match="mopo_constraint_estimator"):
         ToyConfig(mopo_constraint_estimator="nope").resolved()
+    with pytest.raises(ValueError, match="mopo_lambda_max"):
+        ToyConfig(mopo_lambda_max=0.0).resolved()

@@ -132,9 +132,11 @@ class ToyConfig:
     mopo_threshold_warmup_steps: int = field(default=0, metadata={
         "help": "Adaptive rules: steps with b held at its sweep value b^(0) before the rule takes over (0: adapt "
                 "from the first lag phase; docs/toy.md, issue 10)."})
-    mopo_lambda_max: float | None = field(default=None, metadata={
+    mopo_lambda_max: float | None = field(default=10.0, metadata={
         "help": "Project lambda's step onto [0, lambda_max] (core.mopo.dual_step; not in the paper): bounds lambda "
-                "for thresholds no policy can meet. None: [0, inf) as printed (docs/toy.md, issue 10)."})
+                "for the sweep's thresholds that no policy can meet (their lambda otherwise grows with the steps). "
+                "Default 10, above every feasible threshold's lambda measured (A <= 6.8, B <= 3.9); None: "
+                "[0, inf) as printed (on the command line: --mopo_lambda_max inf; docs/toy.md, issue 10)."})
     mopo_constraint_estimator: str = field(default="row", metadata={
         "help": "Weights of G_hat and LB (Alg. 1 line 5): 'row' the ratio's own (eq. 10; per-row labels in "
                 "'sample_row', biased), 'policy' the label-free clip(pi_theta / mu) (MOPOTrainer's default)."})
@@ -177,6 +179,8 @@ class ToyConfig:
         if self.mopo_constraint_estimator not in TOY_CONSTRAINT_ESTIMATORS:
             raise ValueError(f"ToyConfig.mopo_constraint_estimator must be one of {TOY_CONSTRAINT_ESTIMATORS}, "
                              f"got {self.mopo_constraint_estimator!r}")
+        if self.mopo_lambda_max is not None and not self.mopo_lambda_max > 0:
+            raise ValueError(f"ToyConfig.mopo_lambda_max must be > 0 or None, got {self.mopo_lambda_max}")
         methods = [m.strip() for item in self.methods for m in str(item).split(",") if m.strip()]
         unknown = set(methods) - set(ALL_METHODS)
         if unknown:
