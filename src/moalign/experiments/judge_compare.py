@@ -60,10 +60,10 @@ def demo_test_prompts(result: dict[str, Any]) -> list[str]:
     return split_prompts(demo_config(config))["test"]
 
 
-def judged_policies(compare_dir: str | Path, method: str) -> list[dict[str, Any]]:
-    """The policies (``name``, ``weights``, ``completions``) of ``method``; ``base`` = the base model's."""
+def judged_policies(result: dict[str, Any], compare_dir: str | Path, method: str) -> list[dict[str, Any]]:
+    """The policies (``name``, ``weights``, ``completions``) of ``method`` in ``result`` (the comparison's
+    compare.json, read by :func:`read_compare`); ``base`` = the base model's, from ``base_eval.json``."""
     folder = Path(compare_dir)
-    result = read_compare(folder)
     if method == "base":
         base = _read(folder / "base_eval.json", "the base model's responses")
         return [{"name": "base", "weights": None, "completions": base["completions"]}]
@@ -73,12 +73,12 @@ def judged_policies(compare_dir: str | Path, method: str) -> list[dict[str, Any]
     return result["methods"][method]["policies"]
 
 
-def match_policies(compare_dir: str | Path, method_x: str, method_y: str,
+def match_policies(result: dict[str, Any], compare_dir: str | Path, method_x: str, method_y: str,
                    num_prompts: int) -> list[tuple[list[float], dict, dict]]:
     """``[(weights, policy of x, policy of y), ...]`` at equal weight vectors (``base`` matches every weight)."""
     if method_x == method_y:
         raise ValueError(f"compare two different methods, got {method_x!r} twice")
-    sides = {m: judged_policies(compare_dir, m) for m in (method_x, method_y)}
+    sides = {m: judged_policies(result, compare_dir, m) for m in (method_x, method_y)}
     for m, pols in sides.items():
         for p in pols:
             if len(p["completions"]) != num_prompts:
@@ -114,16 +114,19 @@ def _objectives(result: dict[str, Any], objectives: Sequence[str] | None, compar
 
 def judge_compare(compare_dir: str | Path, method_x: str, method_y: str, judge: Any,
                   objectives: Sequence[str] | None = None, *, prompts: Sequence[str] | None = None,
-                  num_samples: int = 1000, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+                  num_samples: int = 1000, seed: int = 0, progress: bool = False,
+                  matches: list[tuple[list[float], dict, dict]] | None = None) -> dict[str, Any]:
     """Win rates of ``method_x`` over ``method_y`` per matched weight and objective, as a JSON-able dict.
 
     ``objectives``: default all of the comparison's. ``prompts``: default the comparison's test prompts
-    (:func:`demo_test_prompts`). ``judge``: a :class:`moalign.eval.judge.Judge` or a callable.
+    (:func:`demo_test_prompts`). ``judge``: a :class:`moalign.eval.judge.Judge` or a callable. ``matches``:
+    the output of :func:`match_policies` when the caller already has it (default: matched here).
     """
     result = read_compare(compare_dir)
     objectives = _objectives(result, objectives, compare_dir)
     prompts = list(prompts) if prompts is not None else demo_test_prompts(result)
-    matches = match_policies(compare_dir, method_x, method_y, len(prompts))
+    if matches is None:
+        matches = match_policies(result, compare_dir, method_x, method_y, len(prompts))
     rows = []
     for weights, px, py in tqdm(matches, desc=f"judge {method_x} vs {method_y}", disable=not progress):
         results = {o: pairwise_win_rate(judge, prompts, px["completions"], py["completions"], o,
@@ -192,10 +195,11 @@ def run_judge(config: JudgeRunConfig) -> dict[str, Any]:
     judge_config = JudgeConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(JudgeConfig)})
     for objective in _objectives(compare, config.objectives, config.compare):  # bad input fails before loading
         judge_config.describe(objective)
-    match_policies(config.compare, x, y, len(prompts))
+    matches = match_policies(compare, config.compare, x, y, len(prompts))
     judge = CausalLMJudge.from_config(judge_config)
     result = judge_compare(config.compare, x, y, judge, config.objectives, prompts=prompts,
-                           num_samples=config.bootstrap_samples, seed=config.seed, progress=config.progress)
+                           num_samples=config.bootstrap_samples, seed=config.seed, progress=config.progress,
+                           matches=matches)
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, result)
