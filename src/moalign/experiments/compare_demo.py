@@ -294,13 +294,14 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
                                   do_sample=False, seed=cfg.seed, progress=False,
                                   use_chat_template=cfg.use_chat_template is not False)
     base_path = out / "base_eval.json"
-    if not base_path.exists() or json.loads(base_path.read_text()).get("eval_max_new_tokens") != cfg.eval_max_new_tokens:
+    base_eval = json.loads(base_path.read_text()) if base_path.exists() else {}
+    if base_eval.get("eval_max_new_tokens") != cfg.eval_max_new_tokens:  # missing, or made with other settings
         base, tokenizer = load_base(cfg)
         texts = generate_completions(base, tokenizer, prompts, Policy.as_is("base"), settings)
-        base_scores = score_completions(prompts, texts, reward_fns, context="base model")
-        base_path.write_text(json.dumps({"scores": base_scores.tolist(), "completions": texts,
-                                         "eval_max_new_tokens": cfg.eval_max_new_tokens}))
-    base_scores = np.asarray(json.loads(base_path.read_text())["scores"], float)
+        base_eval = {"scores": score_completions(prompts, texts, reward_fns, context="base model").tolist(),
+                     "completions": texts, "eval_max_new_tokens": cfg.eval_max_new_tokens}
+        base_path.write_text(json.dumps(base_eval))
+    base_scores = np.asarray(base_eval["scores"], float)
     from moalign.models import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model_name_or_path)

@@ -222,7 +222,7 @@ def render_demo_table(result: dict[str, Any]) -> str:
         steer = ("steerable: " + " / ".join(_fmt(st["spearman"][o], 2) for o in objs)
                  + f"; spacing CV {_fmt(st.get('spacing_cv'), 2)}") if st["steerable"] else st["reason"].split(":")[0]
         b = m["budget"]
-        above = sum(bool(p.get("beats_base_on")) for p in m["policies"])
+        above = sum(bool(p["beats_base_on"]) for p in m["policies"])
         lines.append(f"| {name} | {len(m['policies'])} | {m['hv']['hv']:.4g} [{m['hv']['ci_low']:.4g}, "
                      f"{m['hv']['ci_high']:.4g}] | {above}/{len(m['policies'])} | {steer} | {b['tokens']} ({b['ratio']:.2f}"
                      f"{'' if b['within_tolerance'] else ', OUTSIDE tolerance'}) | {m['train_seconds']:.0f} | "
@@ -247,12 +247,9 @@ def render_policy_table(result: dict[str, Any]) -> str:
                  + " |" + " - |" * len(objs))
     for name, m in result["methods"].items():
         for p in m["policies"]:
-            diff = p.get("minus_base")
+            diff = p["minus_base"]
             cells = [f"{p['mean'][k]:.4f} [{p['ci_low'][k]:.4f}, {p['ci_high'][k]:.4f}]" for k in range(len(objs))]
             for k in range(len(objs)):
-                if diff is None:
-                    cells.append("-")
-                    continue
                 lo, hi = diff["ci_low"][k], diff["ci_high"][k]
                 star = "*" if lo > 0 or hi < 0 else ""
                 cells.append(f"{diff['mean'][k]:+.4f}{star} [{lo:+.4f}, {hi:+.4f}]")
