@@ -253,6 +253,7 @@ def label_pairwise(
     fit_normalizer: bool = False,
     overwrite: bool = False,
     show_progress: bool = False,
+    batch_size: int | None = None,
 ) -> Rows:
     """Add ``preference``, ``scores_a``, ``scores_b`` (K floats each) to pairwise rows.
 
@@ -268,6 +269,8 @@ def label_pairwise(
             the normaliser must already be fitted (e.g. loaded from a run).
         overwrite: replace existing label columns instead of raising.
         show_progress: tqdm bar over the scoring calls.
+        batch_size: (prompt, completion) pairs per reward-function call (all at once when None); a bad
+            score's :class:`InvalidScoreError` ``index`` is ``i`` for row i's a and ``n + i`` for its b.
     """
     names = objective_names(reward_fns)
     if mode not in MODES:
@@ -282,7 +285,7 @@ def label_pairwise(
     # One call per reward function on the 2n (prompt, completion) pairs: a's then b's.
     both = score_completions(
         columns["prompt"] * 2, columns["completion_a"] + columns["completion_b"], reward_fns,
-        show_progress=show_progress,
+        show_progress=show_progress, batch_size=batch_size,
     )
     if normalizer is not None:
         if normalizer.objectives is None:
@@ -307,15 +310,20 @@ def score_pointwise(
     normalizer: RewardNormalizer | None = None,
     overwrite: bool = False,
     show_progress: bool = False,
+    batch_size: int | None = None,
 ) -> Rows:
-    """Add ``scores`` (K floats) to pointwise rows with ``prompt`` and ``completion`` (docs/design.md, "Data contract")."""
+    """Add ``scores`` (K floats) to pointwise rows with ``prompt`` and ``completion`` (docs/design.md, "Data contract").
+
+    ``batch_size`` rows per reward-function call (all at once when None; see :func:`score_completions`).
+    """
     names = objective_names(reward_fns)
     is_dataset = Dataset is not None and isinstance(data, Dataset)
     existing = data.column_names if is_dataset else [c for row in data for c in row] if data else []
     if "scores" in existing and not overwrite:
         raise ValueError("data already has a 'scores' column; pass overwrite=True to replace it")
     columns, is_dataset = _columns(data, ("prompt", "completion"), overwrite=True)
-    scores = score_completions(columns["prompt"], columns["completion"], reward_fns, show_progress=show_progress)
+    scores = score_completions(columns["prompt"], columns["completion"], reward_fns, show_progress=show_progress,
+                               batch_size=batch_size)
     if normalizer is not None:
         if normalizer.objectives is not None and list(normalizer.objectives) != names:
             raise ValueError(f"normalizer objectives {normalizer.objectives} differ from the reward functions {names}")
