@@ -7,6 +7,22 @@ from typing import Any
 from moalign.trainers.base_config import MultiObjectiveConfig
 
 
+def seed_training(config: MultiObjectiveConfig) -> None:
+    """Seed Python, numpy and torch from ``config.seed`` as ``transformers.Trainer`` does, but *before* the model
+    is built.
+
+    The Trainer seeds in its constructor, after the model exists: without this, LoRA's initialisation (and any
+    head drawn from torch's global generator) would depend on whatever ran before, and two runs of
+    ``moalign train <method> --seed S`` would differ. ``full_determinism`` also selects deterministic kernels.
+    """
+    from transformers import enable_full_determinism, set_seed
+
+    if getattr(config, "full_determinism", False):
+        enable_full_determinism(config.seed)
+    else:
+        set_seed(config.seed)
+
+
 def build_multihead_model(config: MultiObjectiveConfig, head_names: list[str], base_model: Any = None
                           ) -> tuple[Any, Any]:
     """``(MultiHeadCausalLM, tokenizer)`` for ``config.model_name_or_path`` with one head per name."""
@@ -84,6 +100,7 @@ def train_method(name: str, config: MultiObjectiveConfig, base_model: Any = None
     from moalign.trainers.registry import get_method
 
     trainer_class = get_method(name).trainer_class
+    seed_training(config)  # before the model (LoRA init) and the data: the same seed gives the same run
     data = load_training_data(config, kind=trainer_class.data_kind)
     eval_data = load_eval_data(config, list(data.objectives), kind=trainer_class.data_kind)
     if getattr(trainer_class, "builds_own_models", False):  # e.g. soups: each specialist loads a fresh base
