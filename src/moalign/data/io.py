@@ -43,12 +43,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import datasets
 
+from moalign.data.encoding import named_decode_errors
 from moalign.data.schema import (
     REQUIRED_COLUMNS,
     TEXT_COLUMNS,
@@ -200,7 +201,7 @@ def from_hf_dataset(dataset: datasets.Dataset, objectives: Sequence[str] | None 
 def read_jsonl_rows(path: PathLike) -> tuple[list[dict[str, Any]], list[int]]:
     """Rows of a JSONL file and the line of each row (1-based); a malformed line is an error."""
     rows, lines = [], []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8") as handle, named_decode_errors(path, _not_utf8(path)):
         for line_no, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -217,6 +218,10 @@ def read_jsonl_rows(path: PathLike) -> tuple[list[dict[str, Any]], list[int]]:
     return rows, lines
 
 
+def _not_utf8(path: PathLike) -> Callable[[str], DatasetValidationError]:
+    return lambda message: validation_error(str(path), message)
+
+
 def read_parquet_rows(path: PathLike) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
@@ -230,7 +235,7 @@ def read_csv_rows(path: PathLike, conversational: bool = False) -> tuple[list[di
     if conversational:
         json_columns |= set(TEXT_COLUMNS["pairwise"]) | set(TEXT_COLUMNS["pointwise"])
     rows, lines = [], []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8", newline="") as handle, named_decode_errors(path, _not_utf8(path)):
         reader = csv.reader(handle, strict=True)
         try:
             header = next(reader)

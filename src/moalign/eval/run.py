@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moalign.data.encoding import named_decode_errors
 from moalign.eval.evaluate import EvalConfig, evaluate_policies
 
 
@@ -37,7 +38,7 @@ class EvalRunConfig(EvalConfig):
 def read_prompts(path: str | Path, limit: int | None = None) -> list[Any]:
     """Prompts of a JSONL file; errors name the file and line."""
     prompts: list[Any] = []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8") as handle, named_decode_errors(path):
         for line_no, line in enumerate(handle, 1):
             if not line.strip():
                 continue

@@ -48,6 +48,7 @@ import torch
 
 from moalign.core.losses import dpo_loss
 from moalign.data.conditioning import ConditioningSpec, ConditioningTemplate, sample_quantized_dirichlet
+from moalign.data.encoding import check_utf8
 from moalign.data.prompts import has_chat_template, render_prompt
 from moalign.models.multihead import eval_mode
 from moalign.rewards.base import CallableReward, RewardFunction, RewardNormalizer
@@ -140,6 +141,8 @@ def load_prompt_data(config: MOODPOConfig, path: str | None, max_rows: int | Non
         builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(suffix)
         if builder is None:
             raise ValueError(f"{path}: prompt data must be .jsonl, .parquet, .csv or a saved dataset folder")
+        if builder != "parquet":
+            check_utf8(path)  # datasets' own decode error names neither the file nor the line
         data = datasets.load_dataset(builder, data_files=path, split="train")
     if "prompt" not in data.column_names:
         raise ValueError(f"{path}: prompt data needs a 'prompt' column, got {data.column_names}")
