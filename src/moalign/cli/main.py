@@ -8,6 +8,7 @@
     moalign demo [--quick] [--out DIR]
     moalign compare --task toy-A|toy-B|demo [--methods ...] [--budget N] [--quick] [--out DIR]
     moalign judge --compare DIR --methods X,Y [--judge-model smollm2] [--objectives ...] [--out FILE.json]
+    moalign label --data FILE --rewards r1 r2 ... [--pairs] --out FILE   (score your own rows; LabelConfig fields)
 
 Every command's options are the fields of a config dataclass (help text from
 the fields); ``--config FILE.yaml`` loads them from YAML and flags given on
@@ -177,6 +178,13 @@ def _compare(argv: list[str]) -> int:
     return 0
 
 
+def _label(argv: list[str]) -> int:
+    from moalign.cli.label import LabelConfig, run_label
+
+    run_label(parse_config(LabelConfig, argv, "moalign label"))
+    return 0
+
+
 def _judge(argv: list[str]) -> int:
     from moalign.experiments.judge_compare import JudgeRunConfig, run_judge
 
@@ -191,6 +199,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "demo": _demo,
     "compare": _compare,
     "judge": _judge,
+    "label": _label,
 }
 
 
