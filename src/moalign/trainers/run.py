@@ -45,14 +45,18 @@ def build_multihead_model(config: MultiObjectiveConfig, head_names: list[str], b
 
 
 def load_training_data(config: MultiObjectiveConfig, kind: str = "pairwise") -> Any:
-    """The multi-objective dataset named by ``dataset_path`` or ``dataset_recipe`` (rows of ``kind``)."""
-    from moalign.data import load_multi_objective
+    """The multi-objective dataset named by ``dataset_path`` or ``dataset_recipe`` (rows of ``kind``).
 
+    A local ``dataset_path`` with ``label_rewards`` is labelled first (:func:`load_local_data`).
+    """
     if kind == "prompts":  # online methods: prompts only, objectives named by the reward functions
         from moalign.trainers.mo_odpo_trainer import load_prompt_data
 
         if config.dataset_path is None and config.dataset_recipe is None:
             raise ValueError("set dataset_path (a file or saved dataset with a 'prompt' column) or dataset_recipe")
+        if config.label_rewards:
+            raise ValueError("label_rewards labels offline data; this method samples its own completions and scores "
+                             "them with reward_functions: set reward_functions instead")
         return load_prompt_data(config, config.dataset_path, config.max_train_rows)
 
     if config.dataset_recipe is not None:
@@ -67,11 +71,47 @@ def load_training_data(config: MultiObjectiveConfig, kind: str = "pairwise") -> 
         data, report = loaders[config.dataset_recipe](config.dataset_split, reward_functions=rewards or None)
         print(report)
     elif config.dataset_path is not None:
-        data = load_multi_objective(config.dataset_path, objectives=config.objectives, kind=kind)
+        data = load_local_data(config, config.dataset_path, kind, config.objectives)
     else:
         raise ValueError("set dataset_path (a JSONL/Parquet/CSV file or saved dataset) or dataset_recipe")
     if config.max_train_rows is not None:
         data.dataset = data.dataset.select(range(min(config.max_train_rows, len(data.dataset))))
+    return data
+
+
+def load_local_data(config: MultiObjectiveConfig, path: str, kind: str, objectives: list[str] | None) -> Any:
+    """The file or saved folder ``path`` as a dataset of ``kind``; with ``config.label_rewards``, labelled first.
+
+    Labelling is ``moalign label``'s (:func:`moalign.data.label.label_file`, its default options): for a pairwise
+    method, pair rows are labelled as they are and ``prompt``/``completion`` rows are paired per prompt; for a
+    pointwise one, completion rows get ``scores`` and pair rows are labelled, then split into scored completions
+    (:func:`moalign.data.convert.pairwise_to_pointwise`). The objectives are the rewards' names.
+    """
+    from moalign.data import load_multi_objective
+
+    if not config.label_rewards:
+        return load_multi_objective(path, objectives=objectives, kind=kind)
+    from moalign.data.label import label_file
+    from moalign.trainers.mo_odpo_trainer import resolve_rewards
+
+    reward_fns = resolve_rewards(list(config.label_rewards))
+    names = [fn.name for fn in reward_fns]
+    if config.objectives is not None and list(config.objectives) != names:
+        raise ValueError(f"objectives={list(config.objectives)} but label_rewards names the objectives {names}: "
+                         "leave objectives unset (the rewards name them) or rename a reward with name=spec")
+    try:
+        data, report = label_file(path, reward_fns, pairs=True if kind == "pairwise" else None)
+    except ValueError as err:
+        raise ValueError(f"{err}\n--label_rewards labels with the defaults of `moalign label`; for its options "
+                         f"(--overwrite, --unpaired, --duplicates, --label_mode) run `moalign label --data {path} "
+                         "--rewards ... --out FILE` and train on FILE") from err
+    if report is not None:
+        print(report)
+    if kind == "pointwise" and data.kind == "pairwise":
+        from moalign.data.convert import pairwise_to_pointwise
+
+        data, report = pairwise_to_pointwise(data)
+        print(report)
     return data
 
 
@@ -83,9 +123,7 @@ def load_eval_data(config: MultiObjectiveConfig, objectives: list[str], kind: st
         from moalign.trainers.mo_odpo_trainer import load_prompt_data
 
         return load_prompt_data(config, config.eval_dataset_path)
-    from moalign.data import load_multi_objective
-
-    data = load_multi_objective(config.eval_dataset_path, objectives=config.objectives or objectives, kind=kind)
+    data = load_local_data(config, config.eval_dataset_path, kind, config.objectives or objectives)
     if list(data.objectives) != list(objectives):
         raise ValueError(f"{config.eval_dataset_path}: objectives {list(data.objectives)} differ from the training "
                          f"data's {list(objectives)}")
