@@ -62,8 +62,11 @@ class MultiObjectiveConfig(TrainingArguments):
     dataset_split: str = field(default="train", metadata={"help": "Split of the hub recipe."})
     label_rewards: list[str] | None = field(
         default=None,
-        metadata={"help": "Reward functions that label the recipe's rows, one objective each (names as in "
-                  "moalign.rewards.registry, e.g. gpt2-large-helpful-reward_model)."},
+        metadata={"help": "Reward functions that label the training (and evaluation) rows, one objective each, "
+                  "in order: the hub recipe's rows, or a local dataset_path of prompt/completion or "
+                  "prompt/completion_a/completion_b rows, labelled as `moalign label` does (names as in "
+                  "moalign.rewards.registry, e.g. positivity or gpt2-large-helpful-reward_model; a local file also "
+                  "takes 'py:<module>:<callable>'). Offline methods only."},
     )
     max_train_rows: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     objectives: list[str] | None = field(
