@@ -1,0 +1,88 @@
+"""The compute precision of every model pass: ``auto``, ``fp32`` or ``bf16``.
+
+One setting, ``precision``, chooses how the language model's forward passes run in training,
+generation and evaluation:
+
+* ``fp32`` — everything in float32, as PyTorch does by default;
+* ``bf16`` — forward passes under ``torch.autocast(device, dtype=torch.bfloat16)``: matrix products
+  and the layers autocast lists run in bfloat16, reductions such as ``log_softmax`` stay in float32,
+  and the **master weights stay float32** (autocast casts on the fly; the optimizer sees float32);
+* ``auto`` (the default everywhere) — ``bf16`` where the device computes it natively and ``fp32``
+  elsewhere. Natively means: a CPU that reports bfloat16 instructions (``avx512_bf16`` or AMX tiles;
+  without them bf16 matmuls are emulated and slower than float32) or a CUDA device with bf16 support.
+
+Why autocast and not ``TrainingArguments(bf16=True)``: with transformers 5 the Trainer leaves autocast
+to accelerate, which wraps only ``model.forward``. moalign's trainers also run the snapshot and reference
+log-probs (``sequence_logps`` on the unwrapped model) and generate on-policy samples outside that
+forward; the Trainer's flag would leave those in float32. moalign's trainers therefore enter one
+autocast context around the whole loss computation (:meth:`MultiObjectiveTrainer.autocast_smart_context_manager`),
+and generation enters the same context; ``tests/test_precision.py`` checks that every forward pass sees it.
+
+The math of :mod:`moalign.core` never runs in bfloat16, whatever the model's precision
+(:func:`moalign.core.precision.full_precision`). This module imports torch only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+__all__ = ["PRECISIONS", "native_bf16", "resolve_precision", "precision_autocast", "validate_precision"]
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as torch's own dispatch checks it."""
+    cpu = torch.cpu
+    checks: list[Callable[[], bool]] = [getattr(cpu, name) for name in ("_is_avx512_bf16_supported",
+                                                                        "_is_amx_tile_supported")
+                                        if hasattr(cpu, name)]
+    return any(bool(check()) for check in checks)
+
+
+def native_bf16(device: torch.device | str | None = None) -> bool:
+    """Whether ``device`` (default: the CPU) computes bfloat16 natively.
+
+    CPU: the processor reports AVX512-BF16 or AMX instructions. CUDA: ``torch.cuda.is_bf16_supported()``
+    without emulation. Other devices (MPS, XLA): False — ``auto`` keeps float32 there.
+    """
+    device = torch.device(device if device is not None else "cpu")
+    if device.type == "cpu":
+        return _cpu_has_native_bf16()
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
+    return False
+
+
+def validate_precision(precision: str) -> str:
+    """``precision`` itself if it is one of :data:`PRECISIONS`; otherwise a ValueError naming the choices."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    return precision
+
+
+def resolve_precision(precision: str, device: torch.device | str | None = None) -> str:
+    """``"bf16"`` or ``"fp32"``: what ``precision`` means on ``device`` (``auto`` asks :func:`native_bf16`).
+
+    ``bf16`` asked explicitly on a device without native support is honoured (autocast emulates it, slowly);
+    only ``auto`` looks at the hardware.
+    """
+    validate_precision(precision)
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def precision_autocast(precision: str, device: torch.device | str | None = None) -> Any:
+    """The context every model pass of ``precision`` runs in: bf16 autocast on ``device``, or a no-op for fp32.
+
+    ``precision`` may be ``auto``; it is resolved for ``device`` first.
+    """
+    device = torch.device(device if device is not None else "cpu")
+    if resolve_precision(precision, device) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
