@@ -9,6 +9,8 @@
     moalign compare --task toy-A|toy-B|demo [--methods ...] [--budget N] [--quick] [--out DIR]
     moalign judge --compare DIR --methods X,Y [--judge-model smollm2] [--objectives ...] [--out FILE.json]
     moalign label --data FILE --rewards r1 r2 ... [--pairs] --out FILE   (score your own rows; LabelConfig fields)
+    moalign generate --model DIR --weights 0.7,0.3 --prompt TEXT | --prompts FILE.jsonl [--out FILE.jsonl]
+    moalign export --model DIR --weights 0.7,0.3 --out DIR2   (a plain transformers model; docs/use_your_model.md)
 
 Every command's options are the fields of a config dataclass (help text from
 the fields); ``--config FILE.yaml`` loads them from YAML and flags given on
@@ -192,6 +194,20 @@ def _judge(argv: list[str]) -> int:
     return 0
 
 
+def _generate(argv: list[str]) -> int:
+    from moalign.inference.cli import GenerateConfig, run_generate
+
+    run_generate(parse_config(GenerateConfig, argv, "moalign generate"))
+    return 0
+
+
+def _export(argv: list[str]) -> int:
+    from moalign.inference.cli import ExportConfig, run_export
+
+    run_export(parse_config(ExportConfig, argv, "moalign export"))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "synthetic": _synthetic,
     "train": _train,
@@ -200,6 +216,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "compare": _compare,
     "judge": _judge,
     "label": _label,
+    "generate": _generate,
+    "export": _export,
 }
 
 
