@@ -41,7 +41,7 @@ def run_ham(out: str, per_device_batch: int) -> None:
     args = HaMConfig(output_dir=os.path.join(out, "run"), per_device_train_batch_size=per_device_batch, max_steps=4,
                      num_policies=3, learning_rate=1e-2, use_cpu=True, report_to=[], save_strategy="no",
                      logging_steps=1, disable_tqdm=True, seed=0, data_seed=0, use_chat_template=False,
-                     ddp_backend=ddp_backend())
+                     precision="fp32", ddp_backend=ddp_backend())
     names = HaMTrainer.head_names_for(args, OBJECTIVES)
     model = MultiHeadCausalLM(base, MultiHeadConfig(num_heads=len(names), head_names=names, head_rank=4),
                               lora_config=LoraConfig(r=4, lora_dropout=0.0))
@@ -65,7 +65,7 @@ def main(out: str, per_device_batch: int, lower_bound_eps: float) -> None:
     args = MOPOConfig(output_dir=os.path.join(out, "run"), per_device_train_batch_size=per_device_batch, max_steps=4,
                       lag_steps=2, lower_bound_eps=lower_bound_eps, learning_rate=1e-2, use_cpu=True, report_to=[],
                       save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0, data_seed=0,
-                      use_chat_template=False, precompute_ref_log_probs=True,
+                      use_chat_template=False, precompute_ref_log_probs=True, precision="fp32",
                       thresholds=[0.9, 0.9],  # b^(0) above the reference: lambda moves (issue 10 defaults)
                       ddp_backend=ddp_backend())
     trainer = MOPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(make_rows(NUM_ROWS)),

@@ -90,7 +90,7 @@ def test_plugged_method_trains_saves_and_resumes_through_the_cli(registered, fil
     out = tmp_path / "out"
     assert (out / "multihead_config.json").is_file()
     state = torch.load(out / "preferred_bc_state.pt", weights_only=False)
-    assert state == {"method": "preferred_bc", "objectives": OBJECTIVES, "batches_seen": 3}
+    assert state == {"method": "preferred_bc", "objectives": OBJECTIVES, "precision": "fp32", "batches_seen": 3}
     heads = json.loads((out / "multihead_config.json").read_text())["multihead"]["head_names"]
     assert heads == OBJECTIVES  # default: one head per objective
     # resume from the step-2 checkpoint: the method state comes back, and training ends at step 3 again

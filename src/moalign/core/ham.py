@@ -34,6 +34,8 @@ from functools import lru_cache
 
 import torch
 
+from moalign.core.precision import full_precision
+
 __all__ = [
     "hypervolume_scalarization_constant",
     "inclusion_exclusion_hypervolume",
@@ -80,6 +82,7 @@ def subset_masks(num_points: int) -> tuple[torch.Tensor, torch.Tensor]:
     return masks, signs
 
 
+@full_precision
 def inclusion_exclusion_hypervolume(points: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Exact hypervolume dominated by ``points`` (K, J) above ``reference`` (J,), maximisation (eq. 6).
 
@@ -109,6 +112,7 @@ def hypervolume_scalarization_constant(num_objectives: int) -> float:
     return math.pi ** (j / 2) / (2 ** j * math.gamma(j / 2 + 1))
 
 
+@full_precision
 def sample_positive_directions(num_directions: int, num_objectives: int, seed: int | None = None,
                                generator: torch.Generator | None = None,
                                dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -128,6 +132,7 @@ def sample_positive_directions(num_directions: int, num_objectives: int, seed: i
     return (raw / raw.norm(dim=1, keepdim=True)).to(dtype)
 
 
+@full_precision
 def random_hypervolume_scalarization(points: torch.Tensor, reference: torch.Tensor, num_directions: int = 1024,
                                      seed: int | None = None, directions: torch.Tensor | None = None
                                      ) -> torch.Tensor:
@@ -151,6 +156,7 @@ def random_hypervolume_scalarization(points: torch.Tensor, reference: torch.Tens
     return hypervolume_scalarization_constant(num_objectives) * scal.amax(dim=1).mean()
 
 
+@full_precision
 def weighted_log_likelihood(logps: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
     """``(K, J)`` mini-batch weighted log-likelihoods F_j(theta_k) of eq. 9.
 
@@ -163,6 +169,7 @@ def weighted_log_likelihood(logps: torch.Tensor, rewards: torch.Tensor) -> torch
     return logps @ rewards.to(logps) / logps.shape[1]
 
 
+@full_precision
 def normalize_log_likelihood(values: torch.Tensor, z: float, smooth_temperature: float | None = None
                              ) -> torch.Tensor:
     """Eq. 4: ``max((F + z) / z, 0)``, or its smooth variant ``t * softplus(((F + z) / z) / t)``.

@@ -14,7 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from moalign.core.precision import full_precision
 
+
+@full_precision
 def dpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,
@@ -36,6 +39,7 @@ def dpo_loss(
     return losses, chosen_rewards, rejected_rewards
 
 
+@full_precision
 def modpo_loss(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from moalign.core.precision import full_precision
+
 Tensor = torch.Tensor
 WeightFn = Callable[[Tensor], Tensor]
 """``lambda (..., K-1) -> self-normalised weights (..., n)``: an injected closed-form ratio (see MOPODual.step)."""
@@ -55,6 +57,7 @@ ratio ``pi_theta / pi_ref`` (label-free, so unbiased for the policy's value, see
 
 
 # --------------------------------------------------------------------------- data
+@full_precision
 def symmetric_augmentation(first: Tensor, second: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Append every pair swapped, with labels ``1 - I`` (§3.1, remark after eq. 10).
 
@@ -70,6 +73,7 @@ def symmetric_augmentation(first: Tensor, second: Tensor, labels: Tensor) -> tup
     )
 
 
+@full_precision
 def tabular_win_rates(actions: Tensor, labels: Tensor, num_actions: int) -> tuple[Tensor, Tensor]:
     """Empirical win rate of each action: mean label over rows where it is first.
 
@@ -88,6 +92,7 @@ def tabular_win_rates(actions: Tensor, labels: Tensor, num_actions: int) -> tupl
 
 
 # --------------------------------------------------------------------------- ratio
+@full_precision
 def closed_form_log_ratio(primary: Tensor, secondary: Tensor, lam: Tensor, tau: float | Tensor) -> Tensor:
     """``log rho_lambda = (I_p + lambda^T I_q) / tau - 1`` (eq. 3 / eq. 11).
 
@@ -99,6 +104,7 @@ def closed_form_log_ratio(primary: Tensor, secondary: Tensor, lam: Tensor, tau: 
     return (primary + (secondary * lam).sum(dim=-1)) / tau - 1.0
 
 
+@full_precision
 def self_normalised_weights(log_weights: Tensor, probs: Tensor | None = None) -> Tensor:
     """Weights ``w = rho / E[rho]`` over the last dimension (docs/design.md, MOPO 2).
 
@@ -115,6 +121,7 @@ def self_normalised_weights(log_weights: Tensor, probs: Tensor | None = None) ->
     return torch.exp(log_weights - log_norm)
 
 
+@full_precision
 def constraint_estimate(weights: Tensor, secondary: Tensor, probs: Tensor | None = None) -> Tensor:
     """``G_hat = E[w * I_q]`` over the last sample dimension (eq. 10's constraint).
 
@@ -141,6 +148,7 @@ def _kl_gap(chi: Tensor, z: Tensor, eps: float | Tensor, log_p: Tensor) -> Tenso
     return _tilted_kl(chi.unsqueeze(-1).expand(z.shape[:-1]), z, log_p).mean(dim=-1) - eps
 
 
+@full_precision
 def lower_bound_dual(chi: Tensor, z: Tensor, eps: float | Tensor, probs: Tensor | None = None) -> Tensor:
     """The dual objective ``-chi log E exp(-Z/chi) - chi eps`` (eq. 5 with the corrected sign).
 
@@ -161,6 +169,7 @@ def _log_probs(z: Tensor, probs: Tensor | None) -> Tensor:
     return torch.log(probs)
 
 
+@full_precision
 def lower_bound_kl_gap(chi: Tensor, z: Tensor, eps: float | Tensor, probs: Tensor | None = None) -> Tensor:
     """d/dchi of :func:`lower_bound_dual`: ``mean_m KL(q_chi,m || p_m) - eps``.
 
@@ -170,6 +179,7 @@ def lower_bound_kl_gap(chi: Tensor, z: Tensor, eps: float | Tensor, probs: Tenso
     return _kl_gap(chi, z, eps, _log_probs(z, probs))
 
 
+@full_precision
 def lower_bound(
     z: Tensor,
     eps: float | Tensor,
@@ -225,6 +235,7 @@ def _mean(z: Tensor, probs: Tensor | None) -> Tensor:
     return z.mean(dim=-1) if probs is None else (probs * z).sum(dim=-1)
 
 
+@full_precision
 def lower_bound_gradient_step(
     chi: Tensor, z: Tensor, eps: float | Tensor, lr: float, probs: Tensor | None = None, chi_min: float = 1e-4
 ) -> Tensor:
@@ -239,6 +250,7 @@ def lower_bound_gradient_step(
 
 
 # --------------------------------------------------------------------------- dual and thresholds
+@full_precision
 def dual_step(lam: Tensor, lower_bound_value: Tensor, threshold: Tensor, lr: float,
               lam_max: float | None = None) -> Tensor:
     """Projected dual step ``lambda <- [lambda - lr (LB - b)]_+`` (eq. 13, Alg. 1 line 6).
@@ -250,6 +262,7 @@ def dual_step(lam: Tensor, lower_bound_value: Tensor, threshold: Tensor, lr: flo
     return (lam - lr * (lower_bound_value - threshold)).clamp(0.0, lam_max)
 
 
+@full_precision
 def adaptive_threshold(previous_estimate: Tensor, beta: float | Tensor) -> Tensor:
     """``b <- beta ⊙ G_hat`` of the previous iterate (§3.1, Alg. 1 line 10).
 
@@ -259,6 +272,7 @@ def adaptive_threshold(previous_estimate: Tensor, beta: float | Tensor) -> Tenso
     return beta * previous_estimate
 
 
+@full_precision
 def constraint_value(secondary: Tensor, source: str = "estimate", eps: float = 0.0, weights: Tensor | None = None,
                      probs: Tensor | None = None, num_minibatches: int = 1) -> Tensor:
     """The value that the adaptive threshold scales (Alg. 1 line 10), ``(..., K-1)``.
@@ -286,6 +300,7 @@ def constraint_value(secondary: Tensor, source: str = "estimate", eps: float = 0
     return lower_bound(z_m, eps, p_m)[0]
 
 
+@full_precision
 def policy_estimate_weights(policy_logp: Tensor, reference_logp: Tensor, clip: float = 5.0,
                             probs: Tensor | None = None) -> Tensor:
     """Label-free weights ``w~ = clip(pi_theta / pi_ref)`` self-normalised over the batch (docs/design.md, MOPO 7).
@@ -303,6 +318,7 @@ def policy_estimate_weights(policy_logp: Tensor, reference_logp: Tensor, clip: f
     return self_normalised_weights((policy_logp - reference_logp).clamp(-clip, clip), probs)
 
 
+@full_precision
 def lagged_reference_log_weight(logp_lagged: Tensor, logp_reference: Tensor, clip: float = 5.0) -> Tensor:
     """``log rho_lag = clip(log pi_lag(y) - log pi_ref(y))`` (§3.1, "Lagged reference policy").
 
@@ -364,6 +380,7 @@ class MOPODual:
         if self.chi_solver not in ("exact", "gradient"):
             raise ValueError(f"chi_solver must be 'exact' or 'gradient', got {self.chi_solver!r}")
 
+    @full_precision
     def weights(self, primary: Tensor, secondary: Tensor, extra_log_weight: Tensor | None = None,
                 probs: Tensor | None = None) -> Tensor:
         """Self-normalised ``rho_lambda`` (times the lagged-reference ratio) for the current lambda."""
@@ -377,6 +394,7 @@ class MOPODual:
             log_w = log_w + extra_log_weight
         return self_normalised_weights(log_w, probs)
 
+    @full_precision
     def step(self, primary: Tensor | None, secondary: Tensor, extra_log_weight: Tensor | None = None,
              probs: Tensor | None = None, weight_fn: WeightFn | None = None,
              estimate_weights: Tensor | None = None) -> MOPOStepOutput:

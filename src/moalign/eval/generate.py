@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from moalign.data.prompts import has_chat_template, render_prompt
 from moalign.eval.policies import Policy
+from moalign.precision import precision_autocast, validate_precision
 
 Prompt = str | list[dict[str, Any]]
 
@@ -40,8 +41,10 @@ class GenerationSettings:
     use_chat_template: bool = field(default=True, metadata={"help": "Wrap plain prompts as a user turn when the tokenizer has a chat template."})
     sort_by_length: bool = field(default=True, metadata={"help": "Batch prompts of similar length together (output order is unchanged)."})
     progress: bool = field(default=True, metadata={"help": "Show tqdm progress bars."})
+    precision: str = field(default="auto", metadata={"help": "Compute precision of generation: 'auto' (bf16 where the device computes it natively), 'bf16' or 'fp32' (moalign.precision)."})
 
     def __post_init__(self) -> None:
+        validate_precision(self.precision)
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.batch_size < 1:
@@ -228,7 +231,7 @@ def generate_completions(
         stop_ids = _stop_token_ids(gen_model, tokenizer).to(device)
         bar = tqdm(batches, desc=f"generate {policy.name}", leave=False, disable=not settings.progress)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), precision_autocast(settings.precision, device):
                 for batch in bar:
                     enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=add_special)
                     enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}

@@ -115,4 +115,16 @@ def low_rank_token_logps(hidden: torch.Tensor, targets: torch.Tensor, weight: to
     if weight.requires_grad or (bias is not None and bias.requires_grad):
         raise ValueError("the shared base output layer must be frozen (requires_grad=False)")
     flat = [t for pair in factors for t in pair]
-    return _SharedBaseLowRankLogps.apply(hidden, targets, weight, bias, tuple(float(s) for s in scalings), *flat)
+    scales = tuple(float(s) for s in scalings)
+    device = hidden.device.type
+    if torch.is_autocast_enabled(device):
+        # Autocast does not reach a custom Function's backward (it runs outside the context). Cast the
+        # inputs once here, as autocast casts a linear layer's, and run forward and backward on those
+        # explicit dtypes with autocast off; gradients flow back through the casts to float32 parameters.
+        dtype = torch.get_autocast_dtype(device)
+        hidden, weight = hidden.to(dtype), weight.to(dtype)
+        bias = bias.to(dtype) if bias is not None else None
+        flat = [t.to(dtype) for t in flat]
+        with torch.autocast(device_type=device, enabled=False):
+            return _SharedBaseLowRankLogps.apply(hidden, targets, weight, bias, scales, *flat)
+    return _SharedBaseLowRankLogps.apply(hidden, targets, weight, bias, scales, *flat)

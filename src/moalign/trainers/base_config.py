@@ -100,7 +100,23 @@ class MultiObjectiveConfig(TrainingArguments):
                   "backbones without dropout (SmolLM2, Llama, phi by default)."},
     )
 
+    # ---------------------------------------------------------------- precision
+    precision: str = field(
+        default="auto",
+        metadata={"help": "Compute precision of every model pass (training, reference/snapshot log-probs, "
+                  "on-policy generation): 'bf16' (autocast to bfloat16, float32 master weights), 'fp32', or "
+                  "'auto' = bf16 where the device computes it natively (a CPU with AVX512-BF16/AMX, a CUDA "
+                  "device with bf16), else fp32. moalign.core's math always runs in float32/float64."},
+    )
+
     def __post_init__(self) -> None:
+        from moalign.precision import validate_precision
+
+        validate_precision(self.precision)
+        if self.precision == "fp32" and (self.bf16 or self.fp16):
+            raise ValueError(f"precision='fp32' contradicts bf16={self.bf16}, fp16={self.fp16}; set one of them")
+        if self.fp16:
+            raise ValueError("fp16 is not supported by moalign's trainers; use precision='bf16' (or 'auto')")
         if self.head_type not in ("full", "low_rank"):
             raise ValueError(f"head_type must be 'full' or 'low_rank', got {self.head_type!r}")
         if self.head_learning_rate is not None and not self.head_learning_rate > 0:
@@ -113,3 +129,12 @@ class MultiObjectiveConfig(TrainingArguments):
         # The dataset's columns (preference, completion_a, scores, ...) are read by our collators.
         self.remove_unused_columns = False
         super().__post_init__()
+
+    @property
+    def compute_precision(self) -> str:
+        """``"bf16"`` or ``"fp32"``: :attr:`precision` resolved for the training device (``bf16=True`` means bf16)."""
+        from moalign.precision import resolve_precision
+
+        if self.bf16:
+            return "bf16"
+        return resolve_precision(self.precision, self.device)

@@ -19,7 +19,10 @@ loss and its own state (as TRL's trainers on ``Trainer``):
 * a method's own state saved in every checkpoint and restored on resume
   (:meth:`method_state` / :meth:`load_method_state`);
 * cross-process helpers (:meth:`gather_rows`, :meth:`average_across_processes`)
-  so that a method's state stays identical on every rank.
+  so that a method's state stays identical on every rank;
+* one compute precision (``args.precision``, :mod:`moalign.precision`) for every
+  model pass of a step: the whole loss computation — policy, snapshot and
+  reference log-probs, on-policy generation — runs in one autocast context.
 
 A subclass sets ``method_name`` and implements :meth:`method_loss`; see
 :mod:`moalign.trainers.mopo_trainer` and the registry in
@@ -36,6 +39,7 @@ import torch
 from transformers import Trainer
 
 from moalign.models.multihead import eval_mode
+from moalign.precision import precision_autocast
 from moalign.trainers.base_config import MultiObjectiveConfig
 from moalign.trainers.collator import PairwiseCollator, PointwiseCollator, PromptCollator
 
@@ -74,6 +78,8 @@ class MultiObjectiveTrainer(Trainer):
         data_collator = data_collator or self.make_collator(processing_class, args, use_chat)
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, data_collator=data_collator, **kwargs)
+        #: "bf16" or "fp32": the precision every model pass of this trainer runs in (saved with the model)
+        self.compute_precision = args.compute_precision
         if args.precompute_ref_log_probs:  # after the Trainer placed the model on its device
             self.train_dataset = self._with_reference_log_probs(self.train_dataset)
             self.eval_dataset = self._with_reference_log_probs(self.eval_dataset)
@@ -167,8 +173,9 @@ class MultiObjectiveTrainer(Trainer):
     def _with_reference_log_probs(self, dataset: Any) -> Any:
         if dataset is None or (hasattr(dataset, "column_names") and "ref_logps_a" in dataset.column_names):
             return dataset
-        return precompute_reference_log_probs(self.model, dataset, self.data_collator,
-                                              self.args.per_device_train_batch_size, self.args.length_normalize)
+        with self.autocast_smart_context_manager():
+            return precompute_reference_log_probs(self.model, dataset, self.data_collator,
+                                                  self.args.per_device_train_batch_size, self.args.length_normalize)
 
     # ------------------------------------------------------------------ metrics
     def record(self, name: str, value: float, mode: str) -> None:
@@ -207,6 +214,16 @@ class MultiObjectiveTrainer(Trainer):
         return gathered, slice(start, start + size)
 
     # ------------------------------------------------------------------ Trainer overrides
+    def autocast_smart_context_manager(self, cache_enabled: bool | None = True) -> Any:
+        """bf16 autocast around the loss computation when :attr:`compute_precision` is bf16 (else a no-op).
+
+        The Trainer enters this context (through ``compute_loss_context_manager``) around ``compute_loss`` in
+        training and around :meth:`prediction_step` in evaluation; every forward pass and generation a method
+        makes inside :meth:`method_loss` therefore runs in the chosen precision. Backward runs outside it, as
+        autocast expects; the parameters and the optimizer stay float32.
+        """
+        return precision_autocast(self.compute_precision, self.args.device)
+
     def compute_loss(self, model: Any, inputs: dict[str, torch.Tensor], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         mode = "train" if model.training else "eval"
@@ -257,7 +274,8 @@ class MultiObjectiveTrainer(Trainer):
         if self.processing_class is not None:
             self.processing_class.save_pretrained(output_dir)
         torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
-        state = {"method": self.method_name, "objectives": self.objectives, **self.method_state()}
+        state = {"method": self.method_name, "objectives": self.objectives, "precision": self.compute_precision,
+                 **self.method_state()}
         torch.save(state, os.path.join(output_dir, self.state_file_name))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:

@@ -83,6 +83,11 @@ def grpo_arguments(config: RLBaselineConfig, output_dir: str | os.PathLike) -> A
     from trl import GRPOConfig
 
     shared = {name: getattr(config, name) for name in SHARED_TRAINING_FIELDS}
+    # GRPOTrainer autocasts through accelerate's wrapped forward, which its generation also calls (checked by
+    # tests/test_precision.py); TrainingArguments refuses bf16 on a CPU unless use_cpu says so.
+    shared["bf16"] = config.compute_precision == "bf16"
+    if shared["bf16"] and config.device.type == "cpu":
+        shared["use_cpu"] = True
     return GRPOConfig(output_dir=str(output_dir), num_generations=config.num_generations, beta=config.kl_beta,
                       temperature=config.temperature, top_p=config.top_p, scale_rewards=config.scale_rewards,
                       max_completion_length=config.max_completion_length, logging_first_step=True,
@@ -102,6 +107,27 @@ def is_finished(directory: str | os.PathLike) -> bool:
     return (Path(directory) / DONE_FILE).is_file()
 
 
+def grpo_trainer_class() -> type:
+    """TRL's ``GRPOTrainer`` with its sampling step in the run's precision.
+
+    With ``bf16=True`` GRPOTrainer autocasts the loss's forward (accelerate wraps ``model.forward``), but it
+    generates the group's completions in ``_prepare_inputs`` through the unwrapped model, outside autocast:
+    measured by ``tests/test_precision.py``, those passes ran in float32. This subclass enters the same autocast
+    context around ``_prepare_inputs`` (sampling, reference log-probs), so every forward pass runs in one precision.
+    """
+    from trl import GRPOTrainer
+
+    from moalign.precision import precision_autocast
+
+    class PrecisionGRPOTrainer(GRPOTrainer):
+        def _prepare_inputs(self, generation_batch: Any) -> Any:
+            precision = "bf16" if self.args.bf16 else "fp32"
+            with precision_autocast(precision, self.accelerator.device):
+                return super()._prepare_inputs(generation_batch)
+
+    return PrecisionGRPOTrainer
+
+
 def train_grpo(config: RLBaselineConfig, reward_funcs: list[Callable[..., Any]], dataset: Any,
                final_dir: str | os.PathLike, tokenizer: Any) -> Any:
     """GRPO fine-tuning of a fresh base model with a LoRA adapter; the adapter is saved to ``final_dir``.
@@ -110,7 +136,6 @@ def train_grpo(config: RLBaselineConfig, reward_funcs: list[Callable[..., Any]],
     the GRPOTrainer.
     """
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import GRPOTrainer
 
     from moalign.models.loading import load_base_model
 
@@ -119,7 +144,7 @@ def train_grpo(config: RLBaselineConfig, reward_funcs: list[Callable[..., Any]],
     final_dir = Path(final_dir)
     checkpoints = final_dir / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    trainer = GRPOTrainer(model=load_base_model(config.model_name_or_path), reward_funcs=reward_funcs,
+    trainer = grpo_trainer_class()(model=load_base_model(config.model_name_or_path), reward_funcs=reward_funcs,
                           args=grpo_arguments(config, checkpoints), train_dataset=dataset,
                           processing_class=tokenizer, peft_config=lora_arguments(config))
     trainer.train(resume_from_checkpoint=get_last_checkpoint(str(checkpoints)))
