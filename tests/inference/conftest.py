@@ -76,6 +76,18 @@ def save_base(directory: Path, scale: float = BASE_WEIGHT_SCALE) -> Path:
     return directory
 
 
+def save_adapter(directory: Path, base_dir: Path, seed: int) -> Path:
+    """A randomised LoRA adapter on the saved tiny base in PEFT's folder format, with the tokenizer."""
+    from peft import get_peft_model
+
+    model = get_peft_model(load_base_model(str(base_dir)), LoraConfig(r=4, lora_alpha=8,
+                                                                       target_modules=["q_proj", "v_proj"]))
+    randomise(model, seed)
+    model.save_pretrained(directory)
+    make_tiny_tokenizer().save_pretrained(directory)
+    return directory
+
+
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     return save_base(tmp_path_factory.mktemp("base") / "tiny")
@@ -109,6 +121,17 @@ def folders(tmp_path_factory, tiny_base) -> dict[str, Path]:
     save_soup_config(soup, specialists, OBJECTIVES, str(tiny_base), "linear", method="odpo_soups")
     make_tiny_tokenizer().save_pretrained(soup)
     out["soup"] = soup
+
+    rs = root / "rewarded_soups"  # PEFT adapter specialists (as TRL's GRPO saves them), no heads
+    peft_specialists = [save_adapter(rs / "specialists" / n, tiny_base, 30 + k) for k, n in enumerate(OBJECTIVES)]
+    save_soup_config(rs, peft_specialists, OBJECTIVES, str(tiny_base), "linear", method="rewarded_soups")
+    make_tiny_tokenizer().save_pretrained(rs)
+    out["rewarded_soups"] = rs
+
+    # P-MORL trained on raw text (use_chat_template false): the block is written into the prompt text
+    out["p_morl"] = save_adapter(root / "p_morl", tiny_base, 40)
+    (out["p_morl"] / "p_morl_conditioning.json").write_text(json.dumps(
+        {**ConditioningSpec(tuple(OBJECTIVES), as_chat=False).to_dict(), "normalizer": None}))
 
     modpo = root / "modpo"
     for k, w in enumerate((0.8, 0.2)):

@@ -26,8 +26,9 @@ TOLERANCE = 1e-5
 PROMPTS = ["hello you", "tell me a story about the cat"]
 MAX_NEW_TOKENS = 8
 
-#: case -> (folder fixture key, weights): heads (low-rank, full, a vertex), SCA between two heads, a soup at two
-#: weights, the conditioned MO-ODPO and RiC, MODPO's model
+#: case -> (folder fixture key, weights): heads (low-rank, full, a vertex), SCA between two heads, soups of
+#: MultiHeadCausalLM specialists (two weights) and of PEFT adapters, the conditioned MO-ODPO (system message), P-MORL
+#: (trained on raw text) and RiC, MODPO's model
 CASES = {
     "mopo_low_rank_0.7": ("mopo_low_rank", (0.7, 0.3)),
     "mopo_low_rank_0.2": ("mopo_low_rank", (0.2, 0.8)),
@@ -37,6 +38,8 @@ CASES = {
     "soup_0.3": ("soup", (0.3, 0.7)),
     "soup_0.9": ("soup", (0.9, 0.1)),
     "mo_odpo_0.7": ("mo_odpo", (0.7, 0.3)),
+    "p_morl_raw_text_0.4": ("p_morl", (0.4, 0.6)),
+    "rewarded_soups_0.5": ("rewarded_soups", (0.5, 0.5)),
     "ric_0.6": ("ric", (0.6, 0.4)),
     "modpo_0.8": ("modpo", (0.8, 0.2)),
 }
