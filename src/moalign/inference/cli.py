@@ -34,6 +34,8 @@ class GenerateConfig:
     seed: int = field(default=0, metadata={"help": "Torch seed when sampling."})
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call."})
     divergence: str | None = field(default=None, metadata={"help": _DIVERGENCE_HELP})
+    precision: str = field(default="auto", metadata={"help": "Compute precision: 'auto' (bf16 where the device "
+                                                             "computes it natively), 'bf16' or 'fp32'."})
     out: str | None = field(default=None, metadata={"help": "Write JSONL rows {prompt, weights, completion} here "
                                                             "instead of printing."})
 
@@ -72,7 +74,8 @@ def run_generate(config: GenerateConfig) -> list[str]:
         warnings.simplefilter("ignore", UserWarning)  # the note is printed below, once
         completions = policy.generate(prompts, weights, max_new_tokens=config.max_new_tokens,
                                       temperature=config.temperature, top_p=config.top_p, seed=config.seed,
-                                      divergence=config.divergence, batch_size=config.batch_size)
+                                      divergence=config.divergence, batch_size=config.batch_size,
+                                      precision=config.precision)
     print(f"{policy.method}: {policy.family.describe(weights)}", file=sys.stderr)
     if policy.last_note:
         print(f"note: {policy.last_note}", file=sys.stderr)

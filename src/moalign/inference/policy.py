@@ -66,15 +66,18 @@ class LoadedPolicy:
         return self.family.describe(self.check_weights(weights))
 
     def generation_settings(self, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
-                            seed: int = 0, batch_size: int = 8) -> Any:
-        """The :class:`~moalign.eval.generate.GenerationSettings` of a call: greedy at ``temperature`` 0."""
+                            seed: int = 0, batch_size: int = 8, precision: str = "auto") -> Any:
+        """The :class:`~moalign.eval.generate.GenerationSettings` of a call: greedy at ``temperature`` 0;
+        ``precision`` as everywhere in moalign (:mod:`moalign.precision`; ``fp32`` to compare with an export
+        run in float32)."""
         from moalign.eval.generate import GenerationSettings
 
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
         return GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=temperature > 0,
                                   temperature=temperature if temperature > 0 else 1.0, top_p=top_p, seed=seed,
-                                  use_chat_template=self.family.use_chat_template, progress=False)
+                                  use_chat_template=self.family.use_chat_template, progress=False,
+                                  precision=precision)
 
     def _target(self, weights: Any, divergence: str | None) -> tuple[Any, tuple[float, ...]]:
         w = self.check_weights(weights)
@@ -96,7 +99,7 @@ class LoadedPolicy:
 
     def generate(self, prompts: str | Sequence[Any], weights: Any, max_new_tokens: int = 64,
                  temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, divergence: str | None = None,
-                 batch_size: int = 8) -> list[str]:
+                 batch_size: int = 8, precision: str = "auto") -> list[str]:
         """Completions of the policy of ``weights``, one per prompt (a single prompt gives a list of one).
 
         ``temperature`` 0 decodes greedily; above 0 samples (torch seeded with ``seed``). ``divergence``: how a
@@ -108,7 +111,7 @@ class LoadedPolicy:
             asked = [target.prompt_transform(p) for p in asked]
         from moalign.eval.generate import generate_completions
 
-        settings = self.generation_settings(max_new_tokens, temperature, top_p, seed, batch_size)
+        settings = self.generation_settings(max_new_tokens, temperature, top_p, seed, batch_size, precision)
         return generate_completions(target.model, self.tokenizer, asked, target.policy, settings)
 
     def export(self, weights: Any, out: str | Path, divergence: str | None = None, overwrite: bool = False) -> Path:
