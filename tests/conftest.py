@@ -7,11 +7,13 @@ import torch
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def cpu_without_native_bf16(monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def cpu_without_native_bf16():
     """Tests run as on a CPU without native bfloat16: ``precision='auto'`` resolves to fp32, so the tiny models'
     numbers can be compared exactly with hand computations. bf16 is tested where a test asks for it explicitly
     (``precision='bf16'``; tests/test_precision.py), and the capability check itself is tested there."""
     from moalign import precision
 
-    monkeypatch.setattr(precision, "_cpu_has_native_bf16", lambda: False)
+    with pytest.MonkeyPatch.context() as patch:  # session-wide: module-scoped fixtures see it too
+        patch.setattr(precision, "_cpu_has_native_bf16", lambda: False)
+        yield

@@ -29,10 +29,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from moalign.eval.clustering import cluster_prompts
-from moalign.eval.generate import GenerationSettings, Prompt, generate_completions, validate_prompts
+from moalign.eval.generate import GenerationSettings, Prompt, _model_device, generate_completions, validate_prompts
 from moalign.eval.plots import plot_report
 from moalign.eval.policies import Policy, ensure_base_policy, steering_policies, validate_policies_for_model
 from moalign.eval.report import summarize_scores, write_report
+from moalign.precision import resolve_precision
 from moalign.rewards.labelling import RewardFns, objective_names, score_completions
 
 
@@ -186,7 +187,8 @@ def evaluate_policies(
         completions.append(texts)
         scores[p] = score_completions(prompts, texts, reward_fns, context=f"policy '{policy.name}'")
     model_info = {"class": type(model).__name__, "head_names": list(getattr(model, "head_names", None) or []) or None,
-                  "reference_model": type(reference_model).__name__ if reference_model is not None else None}
+                  "reference_model": type(reference_model).__name__ if reference_model is not None else None,
+                  "precision": resolve_precision(settings.precision, _model_device(model))}
     return _summarize_and_write(objectives, policies, prompts, completions, scores, labels, num_clusters, config, model_info)
 
 

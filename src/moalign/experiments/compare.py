@@ -93,6 +93,9 @@ class CompareConfig:
                                                                   "evaluation (None: when the tokenizer has one)."})
     seed: int = field(default=0, metadata={"help": "Seed of the split, sampling, training and bootstrap."})
     progress: bool = field(default=True, metadata={"help": "Print progress per method."})
+    precision: str = field(default="auto", metadata={"help": "Demo: compute precision of sampling, every "
+                           "method's training and the evaluation: 'auto' (bf16 where the CPU computes it "
+                           "natively), 'bf16' or 'fp32' (moalign.precision); the resolved value is in compare.json."})
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -125,7 +128,7 @@ class CompareState:
         self.data: dict[str, Any] = {"settings": settings, "methods": {}}
         if self.path.exists():
             before = json.loads(self.path.read_text())
-            changed = [k for k in settings if before["settings"].get(k) != settings[k]]
+            changed = [k for k in settings if before["settings"].get(k, UNRECORDED.get(k)) != settings[k]]
             if changed and settings.get("task") == "demo" and set(changed) <= REEVALUATE:
                 for record in before["methods"].values():  # trained models stay; their evaluation is redone
                     record["needs_evaluation"] = True
@@ -157,6 +160,8 @@ class CompareState:
 _NOT_DECISIVE = {"out", "methods", "progress", "bootstrap_samples", "reference_margin"}
 #: demo settings that change only the evaluation: finished methods are re-evaluated, not retrained
 REEVALUATE = {"steering_steps", "eval_max_new_tokens"}
+#: what a comparison made before a setting existed did (runs before the precision setting ran in float32)
+UNRECORDED = {"precision": "fp32"}
 
 
 def run_compare(config: CompareConfig) -> dict[str, Any]:
@@ -168,6 +173,8 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in asdict(config).items() if k not in _NOT_DECISIVE}
+    if config.task != "demo":
+        settings.pop("precision")  # the toy problems run no language model
     settings["budget"] = config.resolved_budget()
     state = CompareState(out, settings)
     if config.task == "demo":

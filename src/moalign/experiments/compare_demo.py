@@ -57,7 +57,8 @@ def demo_config(config: CompareConfig) -> Any:
                       num_validation_prompts=config.num_validation_prompts, num_test_prompts=config.num_test_prompts,
                       responses_per_prompt=config.responses_per_prompt,
                       sample_max_new_tokens=config.sample_max_new_tokens, eval_max_new_tokens=config.eval_max_new_tokens,
-                      generation_batch_size=config.generation_batch_size, seed=config.seed)
+                      generation_batch_size=config.generation_batch_size, seed=config.seed,
+                      precision=config.precision)
 
 
 def quick_overrides(config: CompareConfig) -> CompareConfig:
@@ -130,7 +131,7 @@ def method_args(method: str, config: CompareConfig, paths: dict[str, Any], outpu
                   learning_rate=config.learning_rate, lr_scheduler_type="constant", use_cpu=True, report_to=[],
                   seed=config.seed, save_strategy="no", logging_steps=10, disable_tqdm=True, lora_r=config.lora_r,
                   lora_alpha=2 * config.lora_r, max_completion_length=config.sample_max_new_tokens + 1,
-                  use_chat_template=config.use_chat_template)
+                  use_chat_template=config.use_chat_template, precision=config.precision)
     extra: dict[str, Any]
     if method == "mopo":
         d = DemoConfig()  # the demo's MOPO settings, as `moalign demo` trains it
@@ -291,7 +292,7 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
     paths = prepare_data(cfg, out, reward_fns, objectives)
     prompts = paths["test"]
     settings = GenerationSettings(max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.generation_batch_size,
-                                  do_sample=False, seed=cfg.seed, progress=False,
+                                  do_sample=False, seed=cfg.seed, progress=False, precision=cfg.precision,
                                   use_chat_template=cfg.use_chat_template is not False)
     base_path = out / "base_eval.json"
     base_eval = json.loads(base_path.read_text()) if base_path.exists() else {}
@@ -329,7 +330,11 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
         record["eval_seconds"] = time.time() - t
         state.finish(method, {**record, "scores": str(mdir / "scores.npy")})
         log(cfg, f"{i}/{len(methods)} {method}: done")
-    return demo_result(cfg, state, methods, objectives, base_scores, paths["info"], budget, prompts)
+    from moalign.precision import resolve_precision
+
+    result = demo_result(cfg, state, methods, objectives, base_scores, paths["info"], budget, prompts)
+    result["precision"] = resolve_precision(cfg.precision, "cpu")
+    return result
 
 
 def demo_result(cfg: CompareConfig, state: CompareState, methods: list[str], objectives: list[str],

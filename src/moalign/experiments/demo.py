@@ -108,8 +108,14 @@ class DemoConfig:
     bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples of the CIs."})
     num_clusters: int = field(default=6, metadata={"help": "Prompt clusters (MiniLM + k-means), as in the paper."})
     seed: int = field(default=0, metadata={"help": "Seed of the split, sampling, training and evaluation."})
+    precision: str = field(default="auto", metadata={"help": "Compute precision of sampling, training and "
+                           "evaluation: 'auto' (bf16 where the CPU computes it natively), 'bf16' or 'fp32' "
+                           "(moalign.precision; the resolved value is written to summary.json)."})
 
     def __post_init__(self) -> None:
+        from moalign.precision import validate_precision
+
+        validate_precision(self.precision)
         if self.quick:
             for key, value in QUICK_OVERRIDES.items():
                 setattr(self, key, value)
@@ -130,12 +136,13 @@ class DemoConfig:
 
 #: settings that decide a stage's artefact: a folder whose artefact was made with other values is not reused
 SAMPLE_FIELDS = ("num_validation_prompts", "num_train_prompts", "responses_per_prompt", "sample_max_new_tokens",
-                 "sample_temperature", "generation_batch_size", "seed")
+                 "sample_temperature", "generation_batch_size", "seed", "precision")
 MODEL_FIELDS = SAMPLE_FIELDS + ("sample_ends", "objectives", "train_pairs", "head_type", "lora_rank", "max_steps",
                                 "batch_size", "learning_rate", "head_learning_rate", "tau", "lower_bound_eps",
                                 "threshold_rule", "constraint_estimator", "lag_steps")
 #: what a run made before a field existed did, where that differs from the field's default today
-UNRECORDED_FIELDS = {"sample_ends": "sentence", "threshold_rule": "paper", "constraint_estimator": "row"}
+UNRECORDED_FIELDS = {"sample_ends": "sentence", "threshold_rule": "paper", "constraint_estimator": "row",
+                     "precision": "fp32"}
 
 
 def check_reusable(out: Path, config: DemoConfig) -> None:
@@ -202,7 +209,8 @@ def sample_responses(model: Any, tokenizer: Any, prompts: list[str], config: Dem
     from moalign.eval.policies import Policy
 
     settings = GenerationSettings(max_new_tokens=config.sample_max_new_tokens, batch_size=config.generation_batch_size,
-                                  do_sample=True, temperature=config.sample_temperature, seed=config.seed)
+                                  do_sample=True, temperature=config.sample_temperature, seed=config.seed,
+                                  precision=config.precision)
     repeated = [p for p in prompts for _ in range(config.responses_per_prompt)]
     completions, finished = generate_completions(model, tokenizer, repeated, Policy.as_is("base"), settings,
                                                  return_finished=True)
@@ -277,7 +285,7 @@ def train(model: Any, tokenizer: Any, pairs: Any, config: DemoConfig, out: Path)
         lower_bound_eps=config.lower_bound_eps, threshold_rule=config.threshold_rule,
         constraint_estimator=config.constraint_estimator, lag_steps=config.lag_steps,
         logging_steps=max(1, config.max_steps // 12), save_steps=max(1, config.max_steps // 4), save_total_limit=1,
-        report_to=[], seed=config.seed, use_cpu=True, lr_scheduler_type="constant",
+        report_to=[], seed=config.seed, use_cpu=True, lr_scheduler_type="constant", precision=config.precision,
         max_completion_length=config.sample_max_new_tokens + 1)
     trainer = mopo.trainer_class(model=model, args=args, train_dataset=pairs, processing_class=tokenizer)
     checkpoints = sorted((out / "model").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -353,7 +361,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
                              do_sample=config.eval_temperature > 0,
                              temperature=config.eval_temperature if config.eval_temperature > 0 else 1.0,
                              num_clusters=min(config.num_clusters, len(eval_prompts)),
-                             bootstrap_samples=config.bootstrap_samples, seed=config.seed,
+                             bootstrap_samples=config.bootstrap_samples, seed=config.seed, precision=config.precision,
                              output_dir=str(out / ("eval" if config.eval_split == "test" else "eval_validation")))
     result = evaluate_policies(model.eval(), tokenizer, eval_prompts, reward_fns, policies, eval_config)
     timings["evaluate"] = time.time() - start
@@ -368,6 +376,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 def summarize(report: dict, config: DemoConfig, correlations: dict, num_samples: int, num_pairs: int,
               num_train_pairs: int, timings: dict) -> dict[str, Any]:
     """The demo's targets read off the evaluation report."""
+    from moalign.precision import resolve_precision
+
     policies = {p["name"]: p for p in report["policies"]}
     heads = {}
     for k, name in enumerate(config.objectives):
@@ -383,7 +393,8 @@ def summarize(report: dict, config: DemoConfig, correlations: dict, num_samples:
             "num_samples": num_samples, "num_pairs": num_pairs, "num_train_pairs": num_train_pairs,
             "train_pairs": config.train_pairs, "heads": heads,
             "steering_spearman": report["steering_spearman"], "hypervolume": report["front"]["overall"],
-            "reference_point": report["reference_point"], "timings_s": timings, "quick": config.quick}
+            "reference_point": report["reference_point"], "timings_s": timings, "quick": config.quick,
+            "precision": resolve_precision(config.precision, "cpu")}
 
 
 def render_summary(summary: dict) -> str:
@@ -403,5 +414,6 @@ def render_summary(summary: dict) -> str:
     for s in summary["steering_spearman"]:
         rho = "n/a (" + str(s.get("reason")) + ")" if s["rho"] is None else f"{s['rho']:+.3f}"
         lines.append(f"- {s['objective']}: {rho}")
-    lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timings_s"].items())]
+    lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timings_s"].items())
+              + f"; precision {summary.get('precision', 'fp32')}"]
     return "\n".join(lines) + "\n"
