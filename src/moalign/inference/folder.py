@@ -136,12 +136,15 @@ def read_folder(directory: str | Path) -> TrainedFolder:
 
 
 def find_eval_report(directory: Path, levels: int = 3) -> Path | None:
-    """The measured front of this model: ``DIR/eval/report.md`` (``moalign eval``) or, for a model trained by
-    ``moalign compare``, the comparison's ``report.md`` up to ``levels`` folders above; None when neither exists."""
+    """The measured front of this model, or None: ``DIR/eval/report.md`` (``moalign eval``), else up to ``levels``
+    folders above an ``eval/report.md`` (``moalign demo`` keeps ``out/model`` next to ``out/eval``) or the
+    ``report.md`` of a ``moalign compare`` run (next to its ``compare.json``)."""
     own = directory / "eval" / "report.md"
     if own.is_file():
         return own
     for parent in list(directory.resolve().parents)[:levels]:
+        if (parent / "eval" / "report.md").is_file():
+            return parent / "eval" / "report.md"
         if (parent / "report.md").is_file() and (parent / "compare.json").is_file():
             return parent / "report.md"
     return None
