@@ -11,12 +11,13 @@ from moalign.inference.families import FAMILIES
 from tests.inference.conftest import save_multihead
 
 
-def test_every_method_has_a_family():
-    from moalign.inference.families import family_for  # noqa: F401 -- importing registers the conditioned ones
-    from moalign.inference import conditioned  # noqa: F401
+def test_every_method_has_a_family_of_one_of_four_kinds():
+    from moalign.inference.families import _resolve
 
-    assert set(FAMILIES) >= {"mopo", "ham", "sca", "ric", "mo_odpo", "p_morl", "rewarded_soups", "odpo_soups",
-                             "modpo"}
+    nine = {"mopo", "ham", "sca", "ric", "mo_odpo", "p_morl", "rewarded_soups", "odpo_soups", "modpo"}
+    assert nine <= set(FAMILIES)
+    assert {_resolve(family).kind for family, _ in FAMILIES.values()} == {"heads", "soup", "conditioned",
+                                                                           "per_weight"}
 
 
 @pytest.mark.parametrize("text, expected", [("0.7,0.3", [0.7, 0.3]), ("0.7 0.3", [0.7, 0.3]), ([1, 0], [1.0, 0.0])])

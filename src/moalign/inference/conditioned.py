@@ -33,7 +33,6 @@ from moalign.inference.families import (
     GenerationTarget,
     PolicyFamily,
     export_single_model,
-    register_family,
 )
 
 __all__ = ["PromptConditionedFamily", "RewardConditionedFamily", "prefix_template", "reward_tags_template"]
@@ -185,7 +184,3 @@ class RewardConditionedFamily(_ConditionedFamily):
     def chat_template(self, weights: tuple[float, ...]) -> str:
         return reward_tags_template(self._original_template(), self._tags(weights), _bos(self.tokenizer))
 
-
-register_family("mo_odpo", functools.partial(PromptConditionedFamily, conditioning_file="mo_odpo_conditioning.json"))
-register_family("p_morl", functools.partial(PromptConditionedFamily, conditioning_file="p_morl_conditioning.json"))
-register_family("ric", RewardConditionedFamily)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,36 +340,46 @@ class PerWeightFamily(PolicyFamily):
         return ExportedModel(model, notes=[note or f"The model trained for exactly these weights ({directory})."])
 
 
-#: method name -> factory of its family; add an entry with :func:`register_family`
-FAMILIES: dict[str, Callable[[TrainedFolder], PolicyFamily]] = {}
+#: method name -> (family class, or "module:Class" resolved on first use; keyword options of its constructor)
+FAMILIES: dict[str, tuple[type[PolicyFamily] | str, dict[str, Any]]] = {}
 
 
-def register_family(method: str, factory: Callable[[TrainedFolder], PolicyFamily], replace: bool = False) -> None:
-    """Make folders trained by ``method`` usable by ``load_policy`` / ``moalign generate`` / ``moalign export``."""
+def register_family(method: str, family: type[PolicyFamily] | str, replace: bool = False, **options: Any) -> None:
+    """Make folders trained by ``method`` usable by ``load_policy`` / ``moalign generate`` / ``moalign export``.
+
+    ``family``: a :class:`PolicyFamily` subclass or its ``"module:Class"`` path; ``options`` go to its constructor
+    after the folder (e.g. the name of a conditioning file).
+    """
     if method in FAMILIES and not replace:
         raise ValueError(f"a policy family is already registered for {method!r}")
-    FAMILIES[method] = factory
+    FAMILIES[method] = (family, dict(options))
+
+
+def _resolve(family: type[PolicyFamily] | str) -> type[PolicyFamily]:
+    if not isinstance(family, str):
+        return family
+    import importlib
+
+    module, _, name = family.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def family_for(directory: str | Path | TrainedFolder) -> PolicyFamily:
     """The policy family of a trained folder (read with :func:`~moalign.inference.folder.read_folder`)."""
-    from moalign.inference import conditioned  # noqa: F401 -- registers the conditioned families
-
     folder = directory if isinstance(directory, TrainedFolder) else read_folder(directory)
-    factory = FAMILIES.get(folder.method)
-    if factory is None:
+    if folder.method not in FAMILIES:
         raise ValueError(f"{folder.path}: trained by {folder.method!r}, which has no policy family; known: "
                          f"{', '.join(sorted(FAMILIES))}")
-    return factory(folder)
+    family, options = FAMILIES[folder.method]
+    return _resolve(family)(folder, **options)
 
 
-def _register_builtin(entries: Sequence[tuple[str, Callable[[TrainedFolder], PolicyFamily]]]) -> None:
-    for method, factory in entries:
-        register_family(method, factory)
-
-
-_register_builtin([
-    ("mopo", HeadsFamily), ("ham", HeadsFamily), ("sca", WeightHeadsFamily),
-    ("rewarded_soups", SoupFamily), ("odpo_soups", SoupFamily),
-    ("modpo", PerWeightFamily),
-])
+_CONDITIONED = "moalign.inference.conditioned"
+for _method, _family, _options in (
+        ("mopo", HeadsFamily, {}), ("ham", HeadsFamily, {}), ("sca", WeightHeadsFamily, {}),
+        ("rewarded_soups", SoupFamily, {}), ("odpo_soups", SoupFamily, {}),
+        ("modpo", PerWeightFamily, {}),
+        ("mo_odpo", f"{_CONDITIONED}:PromptConditionedFamily", {"conditioning_file": "mo_odpo_conditioning.json"}),
+        ("p_morl", f"{_CONDITIONED}:PromptConditionedFamily", {"conditioning_file": "p_morl_conditioning.json"}),
+        ("ric", f"{_CONDITIONED}:RewardConditionedFamily", {})):
+    register_family(_method, _family, **_options)
