@@ -30,7 +30,7 @@ derivation and every unstated hyperparameter with its reason):
   ``'paper'`` ``b <- beta * G_hat(pi_psi)`` (G_hat on the full augmented dataset, eq. 10, as
   printed; diverges for eps > 0); ``'lower_bound'`` ``b <- beta * LB(pi_psi)`` (full data, w = 1);
   ``'primary_winrate'`` (a hypothesis about Figure 4, not in the paper) ``b <- beta * F_hat(pi_psi)``
-  -- :func:`moalign.core.mopo.adaptive_threshold`, the trainer's rule -- and ``pi_lag <- pi_psi``
+  -- :func:`moalign.core.thresholds.next_threshold`, the trainer's function -- and ``pi_lag <- pi_psi``
   (``snapshot_time='lagged'``: ``pi_psi^(t - t0)`` as printed).
 
 All (dataset, tau, seed) runs advance together as one tensor program: leading
@@ -47,14 +47,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from moalign.core.mopo import (
-    THRESHOLD_RULES,
-    MOPODual,
-    adaptive_threshold,
-    constraint_value,
-    symmetric_augmentation,
-    tabular_win_rates,
-)
+from moalign.core.mopo import MOPODual, constraint_value, symmetric_augmentation, tabular_win_rates
+from moalign.core.thresholds import ALL_THRESHOLD_RULES, ReferenceValue, next_threshold
 from moalign.experiments.bandit_cop import solve_cop, solve_phase  # noqa: F401  (re-exported)
 from moalign.experiments.bandit_steps import behaviour_cloning_step, single_torch_thread  # noqa: F401
 
@@ -62,7 +56,7 @@ ACTIONS = ("y1", "y2", "y3")
 NUM_ACTIONS = 3
 NUM_OBJECTIVES = 2
 QUICK_STEPS = 2000
-BANDIT_THRESHOLD_RULES = (*THRESHOLD_RULES, "primary_winrate")
+BANDIT_THRESHOLD_RULES = ALL_THRESHOLD_RULES  # the trainer's rules and the primary_winrate hypothesis
 
 # §4.1, exactly as printed: (first action, second action, (I_1, I_2)); y_i is index i-1.
 DATASETS: dict[str, tuple[tuple[int, int, tuple[float, float]], ...]] = {
@@ -327,7 +321,7 @@ def adaptive_threshold_value(policy: torch.Tensor, secondary_rates: torch.Tensor
     """The adaptive threshold of Alg. 1 line 10 computed from a tabular policy, ``(..., K-1)``: the core rule.
 
     ``policy`` ``(..., 3)``, ``secondary_rates`` ``(..., 3, K-1)`` (full-data win rates).
-    ``beta * constraint_value(...)`` (:func:`moalign.core.mopo.adaptive_threshold` of
+    ``beta * constraint_value(...)`` (:func:`moalign.core.thresholds.next_threshold` of
     :func:`moalign.core.mopo.constraint_value` with ``probs = policy``): ``rule='paper'`` (or the old
     name ``'estimate'``) scales ``G_hat = sum_y pi(y) r_q(y)`` (eq. 10, the printed rule); ``'lower_bound'`` and
     ``'attained'`` the exact pessimistic lower bound (eq. 4, radius ``eps``) of ``E_pi[r_q]`` over
@@ -335,26 +329,23 @@ def adaptive_threshold_value(policy: torch.Tensor, secondary_rates: torch.Tensor
     own bounds, see :func:`simulate`); ``'primary_winrate'`` (hypothesis, not in the paper) scales the
     policy's PRIMARY win rate ``F_hat = sum_y pi(y) r_p(y)`` (``primary_rates`` ``(..., 3)``).
     """
-    if rule == "primary_winrate":
-        value = constraint_value(primary_rates.unsqueeze(-1), "estimate", 0.0, probs=policy)
-        return adaptive_threshold(value.expand(secondary_rates.shape[:-2] + secondary_rates.shape[-1:]), beta)
-    source = "estimate" if rule in ("paper", "estimate") else "lower_bound"
-    return adaptive_threshold(constraint_value(secondary_rates, source, eps, probs=policy), beta)
+    rule = "paper" if rule == "estimate" else rule
+    return next_threshold(rule, beta, None, reference_value(policy, secondary_rates, eps, primary_rates))
 
 
-STANDSTILL_BATCHES = 64
+def reference_value(policy: torch.Tensor, secondary_rates: torch.Tensor, eps: float,
+                    primary_rates: torch.Tensor | None = None) -> ReferenceValue:
+    """``source -> value`` of the tabular ``policy`` on the full-data win rates, for core's ``next_threshold``:
+    G_hat (``'estimate'``), the exact lower bound of radius ``eps`` (``'lower_bound'``) or the primary F_hat
+    (``'primary_estimate'``, expanded to the K-1 secondary columns), each ``(..., K-1)``."""
 
+    def value(source: str) -> torch.Tensor:
+        if source == "primary_estimate":
+            primary = constraint_value(primary_rates.unsqueeze(-1), "estimate", 0.0, probs=policy)
+            return primary.expand(secondary_rates.shape[:-2] + secondary_rates.shape[-1:])
+        return constraint_value(secondary_rates, source, eps, probs=policy)
 
-def _standstill_bound(sweep: _Sweep, generators: list[torch.Generator], policy: torch.Tensor, q_idx: list[int],
-                      config: BanditConfig) -> torch.Tensor:
-    """``E_batch[LB(r_hat_q; pi)]``: the lower bound the new reference ``pi`` attains by not moving (w = 1), as
-    the dual step measures it (same batch size, sampling and eps), averaged over STANDSTILL_BATCHES
-    mini-batches from the rule's own stream: ``(R, K-1)``. With full data it is the exact LB."""
-    rates = _chunk_win_rates(sweep, generators, STANDSTILL_BATCHES, config.batch_size, config.sampling)
-    if config.sampling == "full":
-        rates = rates[:1]
-    value = constraint_value(rates[..., q_idx], "lower_bound", config.lower_bound_eps, probs=policy)  # (n, R, K-1)
-    return value.mean(dim=0)
+    return value
 
 
 TRACE_NAMES = ("lambda", "threshold", "G_policy", "G_batch", "lower_bound", "chi")
@@ -383,8 +374,6 @@ def _simulate(config: BanditConfig, progress: bool) -> dict[str, torch.Tensor]:
     sweep = _build_sweep(config, dtype)
     num_runs = sweep.run_dataset.numel()
     generators = [torch.Generator().manual_seed(config.seed + s) for s in range(config.seeds)]
-    # a separate stream for the threshold rule's own mini-batches: the training batches stay those of other rules
-    threshold_generators = [torch.Generator().manual_seed(10_007 + config.seed + s) for s in range(config.seeds)]
     p_idx = config.primary_objective
     q_idx = [k for k in range(NUM_OBJECTIVES) if k != p_idx]
     full_secondary = sweep.full_rates[sweep.run_dataset][..., q_idx]  # (R, 3, K-1)
@@ -458,16 +447,10 @@ def _simulate(config: BanditConfig, progress: bool) -> dict[str, torch.Tensor]:
                                     ("G_policy", (current.unsqueeze(-1) * full_secondary).sum(dim=-2)[..., 0]),
                                     ("lower_bound", mean_lb), ("G_batch", phase_sum["G_batch"] / phase_count)):
                     phases[name].append(value.clone())
-                if config.threshold_mode == "adaptive":
-                    if config.threshold_rule == "attained":  # b <- beta * min(the bound the phase's dual steps
-                        # saw, the bound the new reference attains by standing still, w = 1, same estimator)
-                        still = _standstill_bound(sweep, threshold_generators, source, q_idx, config)
-                        dual.threshold = adaptive_threshold(torch.minimum(mean_lb.unsqueeze(-1), still),
-                                                            config.threshold_beta)
-                    else:
-                        dual.threshold = adaptive_threshold_value(source, full_secondary, config.threshold_beta,
-                                                                  config.threshold_rule, config.lower_bound_eps,
-                                                                  full_primary)
+                if config.threshold_mode == "adaptive":  # the trainer's rule (core.thresholds.next_threshold)
+                    dual.threshold = next_threshold(
+                        config.threshold_rule, config.threshold_beta, mean_lb.unsqueeze(-1),
+                        reference_value(source, full_secondary, config.lower_bound_eps, full_primary))
                 last_reference = pi_lag
                 pi_lag = source
                 previous_snapshot = current

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 import torch
 
+from moalign.core.cloning import behaviour_cloning_logit_gradient
+
 
 def behaviour_cloning_step(psi: torch.Tensor, optimiser: torch.optim.Optimizer, target: torch.Tensor) -> None:
     """Alg. 1 line 8 for tabular policies ``softmax(psi)``: one optimiser step on the cloning loss, in place.
@@ -15,7 +17,7 @@ def behaviour_cloning_step(psi: torch.Tensor, optimiser: torch.optim.Optimizer, 
     ``softmax(psi) - target``; it is written into ``psi.grad`` directly (no autograd graph), which also works
     under ``torch.inference_mode``. ``psi`` ``(..., 3)`` is the optimiser's parameter.
     """
-    psi.grad = torch.softmax(psi, dim=-1) - target
+    psi.grad = behaviour_cloning_logit_gradient(psi, target)
     optimiser.step()
 
 

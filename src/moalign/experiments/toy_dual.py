@@ -4,13 +4,12 @@
 step and once per lag phase (Alg. 1 lines 9-11). Everything is batched over the (seed, primary, b)
 runs, MOPODual's leading dimensions ``(S, P, K)``.
 
-* **Threshold rules** (docs/design.md, MOPO 7), reusing core's :func:`adaptive_threshold` and
-  :func:`constraint_value`: ``'fixed'`` (b stays at its sweep value: the COP of eq. 1 with a
-  lagged reference, how the toy traces a front), ``'attained'`` (b <- beta * min(the phase's mean
-  of the lower bound the dual step checked, the bound the new reference attains at w = 1)),
-  ``'paper'`` (b <- beta * G_hat of the new reference, Alg. 1 line 10) and ``'lower_bound'``
-  (b <- beta * LB of the new reference). With fixed b the sweep value is b throughout; with an
-  adaptive rule it is b^(0).
+* **Threshold rules** (docs/design.md, MOPO 7): ``'fixed'`` (b stays at its sweep value: the COP
+  of eq. 1 with a lagged reference, how the toy traces a front), or an adaptive rule applied by
+  core's :func:`~moalign.core.thresholds.next_threshold`, the trainer's function: ``'attained'``
+  (b <- beta * the phase's mean of the lower bound the dual step checked), ``'paper'`` (b <- beta *
+  G_hat of the new reference, Alg. 1 line 10) and ``'lower_bound'`` (b <- beta * LB of the new
+  reference). With fixed b the sweep value is b throughout; with an adaptive rule it is b^(0).
 * **Truth.** On the toy the true win rate of every (context node, action) cell is known
   (:func:`moalign.experiments.toy_problem.true_win_rates`), so the true secondary value of a policy
   is ``G*(pi) = sum_g m(g) sum_a pi(a | g) P*_q(g, a)``. Each step records the two estimates of
@@ -26,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from moalign.core.mopo import MOPODual, MOPOStepOutput, adaptive_threshold, constraint_estimate, constraint_value
+from moalign.core.mopo import MOPODual, MOPOStepOutput, constraint_estimate, constraint_value
+from moalign.core.thresholds import next_threshold
 
 TOY_THRESHOLD_RULES = ("fixed", "attained", "paper", "lower_bound")
 TOY_CONSTRAINT_ESTIMATORS = ("row", "policy")
@@ -120,16 +120,14 @@ class DualTracker:
         for key in PHASE_KEYS:
             self.phases[key].append(record[key])
         eps = self.dual.eps
-        if not adapt or self.rule == "fixed":
-            pass
-        elif self.rule == "attained":  # b <- beta * min(the bound the phase checked, the bound of standing still)
-            still = constraint_value(self.secondary, "lower_bound", eps, weights=standstill_weights, probs=self.mass)
-            self.dual.threshold = adaptive_threshold(torch.minimum(means["lower_bound"][..., None], still.double()),
-                                                     self.beta)
-        elif self.rule in ("paper", "lower_bound"):  # b <- beta * (G_hat | LB) of the new reference (line 10)
-            source = "estimate" if self.rule == "paper" else "lower_bound"
-            value = constraint_value(self.secondary, source, eps, weights=standstill_weights, probs=self.mass)
-            self.dual.threshold = adaptive_threshold(value.double(), self.beta)
+        if adapt and self.rule != "fixed":  # the trainer's rule (core.thresholds.next_threshold)
+
+            def reference_value(source: str) -> torch.Tensor:  # the new reference at w = 1 (its own weights)
+                return constraint_value(self.secondary, source, eps, weights=standstill_weights,
+                                        probs=self.mass).double()
+
+            self.dual.threshold = next_threshold(self.rule, self.beta, means["lower_bound"][..., None],
+                                                 reference_value)
         for value in self._phase_sum.values():
             value.zero_()
         self._phase_count = 0

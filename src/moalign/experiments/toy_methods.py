@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from moalign.core.cloning import behaviour_cloning_loss
 from moalign.core.losses import dpo_loss
 from moalign.core.mopo import (
     MOPODual,
@@ -431,7 +432,7 @@ def train_mopo(tables: PreferenceTables, thresholds: torch.Tensor, primaries: li
         estimate = out.estimate  # G_hat of the step's starting weights (S, P, K, 1)
         tracker.step(out, start, own, log_pi.detach())
         target = (out.weights * mass).reshape(s, p, k, num_contexts, a_n, repeat).sum(-1)
-        loss = -(target * log_pi).sum()  # line 8: weighted behaviour cloning, eq. (13)
+        loss = behaviour_cloning_loss(log_pi, target)  # line 8: weighted behaviour cloning, eq. (13)
         opt.zero_grad()
         loss.backward()
         opt.step()

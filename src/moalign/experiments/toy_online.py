@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from moalign.core.losses import dpo_loss
+from moalign.core.pairs import weighted_pair_labels
 from moalign.data.conditioning import sample_quantized_dirichlet
 from moalign.experiments.toy_problem import (
     NUM_CONTEXTS,
@@ -112,9 +113,12 @@ class RewardScale:
 
 
 def pair_labels(rewards_1: np.ndarray, rewards_2: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Alg. 1 / eq. (1): ``s_i = sum_k w_k r_i^k``; returns (``first_wins = s_1 > s_2``, ``tie = s_1 == s_2``)."""
-    s1, s2 = (rewards_1 * weights).sum(-1), (rewards_2 * weights).sum(-1)
-    return s1 > s2, s1 == s2
+    """Alg. 1 / eq. (1): ``s_i = sum_k w_k r_i^k``; returns (``first_wins = s_1 > s_2``, ``tie = s_1 == s_2``).
+
+    The trainer's labels (:func:`moalign.core.pairs.weighted_pair_labels`, tie rule 'skip', no tolerance).
+    """
+    first_wins, used, _, _ = weighted_pair_labels(rewards_1, rewards_2, weights, "skip")
+    return first_wins, ~used
 
 
 # --------------------------------------------------------------------------- training

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from moalign.core.losses import dpo_loss
+from moalign.core.pairs import weighted_pair_labels
 from moalign.data.conditioning import ConditioningSpec, ConditioningTemplate, sample_quantized_dirichlet
 from moalign.data.encoding import check_utf8
 from moalign.data.prompts import has_chat_template, render_prompt
@@ -154,18 +155,7 @@ def load_prompt_data(config: MOODPOConfig, path: str | None, max_rows: int | Non
     return PromptDataset(data, reward_spec_names(list(config.reward_functions or [])))
 
 
-def label_pairs(rewards_1: torch.Tensor, rewards_2: torch.Tensor, weights: torch.Tensor, tie_rule: str = "skip",
-                tie_tolerance: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eqs. 1-2: ``(first_wins, used, s_1, s_2)`` for B pairs with ``(B, K)`` rewards and weights.
-
-    ``s_i = sum_k w_k r_ik``; y_1 wins when ``s_1 > s_2``. A tie (``|s_1 - s_2| <= tie_tolerance``) is not
-    used (``tie_rule='skip'``) or goes to y_2 (``'second'``, eq. 2 as written).
-    """
-    s1, s2 = (rewards_1 * weights).sum(-1), (rewards_2 * weights).sum(-1)
-    tie = (s1 - s2).abs() <= tie_tolerance
-    first_wins = (s1 > s2) & ~tie
-    used = ~tie if tie_rule == "skip" else torch.ones_like(tie)
-    return first_wins, used, s1, s2
+label_pairs = weighted_pair_labels  # eqs. 1-2 with the tie rule: core.pairs (the toy calls the same function)
 
 
 def fit_minmax(scores: np.ndarray, objectives: list[str]) -> RewardNormalizer:

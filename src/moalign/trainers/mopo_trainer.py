@@ -44,13 +44,14 @@ from typing import Any
 
 import torch
 
+from moalign.core.cloning import behaviour_cloning_loss
 from moalign.core.mopo import (
     MOPODual,
-    adaptive_threshold,
     constraint_value,
     lagged_reference_log_weight,
     policy_estimate_weights,
 )
+from moalign.core.thresholds import next_threshold, rule_source
 from moalign.trainers.base_trainer import MultiObjectiveTrainer, unwrap_multihead
 from moalign.trainers.mopo_config import MOPOConfig
 
@@ -150,7 +151,8 @@ class MOPOTrainer(MultiObjectiveTrainer):
             est_h = None if estimate_weights is None else estimate_weights[h]
             if training:
                 if torch.isnan(dual.threshold).any():  # default b: beta x the reference policy's value
-                    dual.threshold = adaptive_threshold(self._lagged_value(secondary, None), args.threshold_beta)
+                    dual.threshold = next_threshold(args.threshold_rule, args.threshold_beta,
+                                                    reference_value=lambda _: self._lagged_value(secondary, None))
                 out = dual.step(primary, secondary, extra_h, estimate_weights=est_h)
                 self._phase_bound_sum[h, : out.lower_bound.numel()] += out.lower_bound.float()
                 self._phase_bound_count += int(h == len(self.duals) - 1)
@@ -161,7 +163,7 @@ class MOPOTrainer(MultiObjectiveTrainer):
                 out = copy.deepcopy(dual).step(primary, secondary, extra_h, estimate_weights=est_h)  # no state change
                 out.weights = dual.weights(primary, secondary, extra_h)
                 out.lam = dual.lam
-            loss = loss - (out.weights[rows].to(policy_logps) * policy_logps[h]).mean()
+            loss = loss + behaviour_cloning_loss(policy_logps[h], out.weights[rows].to(policy_logps), "mean")
             self._record(h, out, mode)
         return loss
 
@@ -169,7 +171,7 @@ class MOPOTrainer(MultiObjectiveTrainer):
         """G_hat (or its lower bound) of the lagged policy on this batch: what b <- beta * (.) scales (§3.1)."""
         lag_weights = None if extra is None else torch.softmax(extra, 0) * extra.numel()
         args: MOPOConfig = self.args
-        source = "estimate" if args.threshold_rule == "paper" else "lower_bound"  # 'attained': b^(0) from LB
+        source = rule_source(args.threshold_rule, phase_mean_available=False)  # 'attained': b^(0) from the LB
         return constraint_value(secondary, source, args.lower_bound_eps, weights=lag_weights,
                                 num_minibatches=args.lower_bound_minibatches)
 
@@ -199,14 +201,16 @@ class MOPOTrainer(MultiObjectiveTrainer):
         step = self.state.global_step
         if args.lag_steps <= 0 or step == 0 or step % args.lag_steps or step == self.last_lag_step:
             return
-        if args.threshold_mode == "adaptive" and args.threshold_rule == "attained" and self._phase_bound_count > 0:
-            mean_bound = self._phase_bound_sum / self._phase_bound_count  # the bound b was checked against
+        if args.threshold_mode == "adaptive" and self._lagged_estimate_count > 0:
+            # the bound b was checked against (phase mean), and the lagged policy's value (phase mean, of the
+            # source the rule scales): core's next_threshold picks what the rule needs
+            mean_bound = self._phase_bound_sum / self._phase_bound_count if self._phase_bound_count else None
+            mean_lagged = self._lagged_estimate_sum / self._lagged_estimate_count
             for h, dual in enumerate(self.duals):
-                dual.threshold = adaptive_threshold(mean_bound[h, : dual.threshold.numel()], args.threshold_beta)
-        elif args.threshold_mode == "adaptive" and self._lagged_estimate_count > 0:
-            mean_estimate = self._lagged_estimate_sum / self._lagged_estimate_count
-            for h, dual in enumerate(self.duals):
-                dual.threshold = adaptive_threshold(mean_estimate[h, : dual.threshold.numel()], args.threshold_beta)
+                n = dual.threshold.numel()
+                dual.threshold = next_threshold(args.threshold_rule, args.threshold_beta,
+                                                None if mean_bound is None else mean_bound[h, :n],
+                                                lambda source, h=h, n=n: mean_lagged[h, :n])
         self._lagged_estimate_sum.zero_()
         self._lagged_estimate_count = 0
         self._phase_bound_sum.zero_()
