@@ -95,10 +95,12 @@ class DemoConfig:
                                   "(Table 2) on this demo's 8-sequence batches keeps the bound below the threshold "
                                   "every step, lambda grows throughout and the heads converge (docs/demo.md); 0 "
                                   "constrains the plain importance-weighted estimate."})
-    threshold_rule: str = field(default="attained", metadata={"help": "See MOPOConfig.threshold_rule (issue 10: "
-                                "'attained' replaced the printed 'paper' rule as the default)."})
+    threshold_rule: str = field(default="attained", metadata={"help": "See MOPOConfig.threshold_rule "
+                                "('attained' replaced the printed 'paper' rule as the default; docs/design.md, "
+                                "MOPO 7)."})
     constraint_estimator: str = field(default="policy", metadata={"help": "See MOPOConfig.constraint_estimator "
-                                      "(issue 10: 'policy' replaced the printed per-row 'row' estimate)."})
+                                      "('policy' replaced the printed per-row 'row' estimate; "
+                                      "docs/design.md, MOPO 7)."})
     lag_steps: int = field(default=30, metadata={"help": "t0 (the paper's 500 is longer than this whole run)."})
     steering_steps: int = field(default=10, metadata={"help": "Steering grid resolution: 10 gives 11 weights."})
     steering_divergence: str = field(default="forward_kl", metadata={"help": "How steering combines the heads' "

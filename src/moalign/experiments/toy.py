@@ -54,7 +54,7 @@ QUICK = {"num_rows": 20_000, "seeds": 1, "dc_weights": 5, "cop_thresholds": 9, "
          "dpo_steps": 150, "mopo_steps": 300, "front_num_y": 401, "front_num_weights": 401}
 PRIMARIES = {"r1": [0], "r2": [1], "both": [0, 1]}
 ALL_METHODS = ("cop", "dpo", "mopo", "ham", "sca", "ric")  # ham/sca/ric: toy_ham_run.py (tabular, pointwise rows)
-ALL_METHODS += ODPO_METHODS  # mo_odpo, p_morl, rewarded_soups, odpo_soups, modpo: toy_odpo_run.py (issue 12)
+ALL_METHODS += ODPO_METHODS  # mo_odpo, p_morl, rewarded_soups, odpo_soups, modpo: toy_odpo_run.py
 DEFAULT_METHODS = tuple(m for m in ALL_METHODS if m not in ODPO_METHODS)  # opt-in: +1.6k policies in the JSON
 
 
@@ -124,19 +124,19 @@ class ToyConfig:
     mopo_lower_bound_eps: float = field(default=0.0, metadata={
         "help": "KL radius of the pessimistic lower bound (eq. 4); 0 constrains G_hat itself."})
     mopo_threshold_rule: str = field(default="fixed", metadata={
-        "help": "Issue 10 (docs/design.md, MOPO 7; docs/toy.md): 'fixed' (each b of the sweep held throughout: "
+        "help": "Threshold rule (docs/design.md, MOPO 7; docs/toy.md): 'fixed' (each b of the sweep held throughout: "
                 "how the toy traces a front), or the sweep values as b^(0) adapted every mopo_lag_steps by "
-                "'attained' (b <- beta * min(phase mean of the checked bound, bound of standing still)), 'paper' "
+                "'attained' (b <- beta * phase mean of the checked bound, the trainer's rule), 'paper' "
                 "(b <- beta * G_hat of the lagged policy, Alg. 1 line 10) or 'lower_bound'."})
     mopo_threshold_beta: float = field(default=0.9995, metadata={"help": "beta of the adaptive rules (Table 2)."})
     mopo_threshold_warmup_steps: int = field(default=0, metadata={
         "help": "Adaptive rules: steps with b held at its sweep value b^(0) before the rule takes over (0: adapt "
-                "from the first lag phase; docs/toy.md, issue 10)."})
+                "from the first lag phase; docs/toy.md)."})
     mopo_lambda_max: float | None = field(default=10.0, metadata={
         "help": "Project lambda's step onto [0, lambda_max] (core.mopo.dual_step; not in the paper): bounds lambda "
                 "for the sweep's thresholds that no policy can meet (their lambda otherwise grows with the steps). "
                 "Default 10, above every feasible threshold's lambda measured (A <= 6.8, B <= 3.9); None: "
-                "[0, inf) as printed (on the command line: --mopo_lambda_max inf; docs/toy.md, issue 10)."})
+                "[0, inf) as printed (on the command line: --mopo_lambda_max inf; docs/toy.md)."})
     mopo_constraint_estimator: str = field(default="row", metadata={
         "help": "Weights of G_hat and LB (Alg. 1 line 5): 'row' the ratio's own (eq. 10; per-row labels in "
                 "'sample_row', biased), 'policy' the label-free clip(pi_theta / mu) (MOPOTrainer's default)."})
@@ -247,7 +247,7 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
     if set(cfg.methods) & set(WL_METHODS):  # HaM, SCA, RiC on pointwise rows (toy_ham_run.py)
         wl_run = run_weighted_likelihood_methods(cfg, seeds, add, timings, progress)
     odpo_settings = run_odpo_methods(cfg, seeds, datasets, add, timings, progress) \
-        if set(cfg.methods) & set(ODPO_METHODS) else None  # issue 12: toy_odpo_run.py
+        if set(cfg.methods) & set(ODPO_METHODS) else None  # the online methods: toy_odpo_run.py
 
     # evaluation with the true rewards
     for p in policies:
@@ -268,7 +268,7 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
         "policies": [{**p, "probs": _json_rows(p["probs"])} for p in policies],
         "timings_s": {**timings, "total": time.time() - start},
     }
-    if mopo_dual is not None:  # issue 10: lambda, b, G_hat, LB per phase; estimate vs truth (toy_dual.py)
+    if mopo_dual is not None:  # lambda, b, G_hat, LB per phase; estimate vs truth (toy_dual.py)
         result["mopo_dual"] = mopo_dual
     if wl_run is not None:
         result["weighted_likelihood"] = wl_run.report(policies, front, methods)
@@ -329,7 +329,7 @@ def _run_mopo(cfg: ToyConfig, datasets: list, seeds: list[int], add: AddPolicy, 
                         cfg.mopo_lower_bound_eps, cfg.hidden, cfg.mopo_normalise, cfg.mopo_threshold_rule,
                         cfg.mopo_threshold_beta, cfg.mopo_constraint_estimator, cfg.mopo_threshold_warmup_steps,
                         cfg.mopo_lambda_max)
-    true_rates = true_win_rates(cfg.set, cfg.train_contexts, cfg.num_actions)  # issue 10: estimate vs truth
+    true_rates = true_win_rates(cfg.set, cfg.train_contexts, cfg.num_actions)  # estimate vs truth
     out = train_mopo(tables, thresholds, primaries, mopo, seeds[0], cfg.train_contexts, progress, true_rates)
     timings["mopo"] = time.time() - t
     dual = out["dual"]

@@ -1,4 +1,4 @@
-"""MOPO's dual on the toy problem (issue 10): threshold rules, per-phase records, the estimate vs the truth.
+"""MOPO's dual on the toy problem: threshold rules, per-phase records, the estimate vs the truth.
 
 :class:`DualTracker` is driven by :func:`moalign.experiments.toy_methods.train_mopo`, once per
 step and once per lag phase (Alg. 1 lines 9-11). Everything is batched over the (seed, primary, b)
@@ -184,7 +184,7 @@ def mopo_dual_report(report: dict, thresholds: torch.Tensor, primaries: list[int
                              "errors": {e: {stat: float(a[idx]) for stat, a in v.items()}
                                         for e, v in report["errors"].items()},
                              "final": {key: float(v[idx]) for key, v in report["final"].items()}})
-    return {"note": "issue 10: MOPO's dual per (seed, primary, b_initial) run. b_initial is the sweep value (b "
+    return {"note": "MOPO's dual per (seed, primary, b_initial) run. b_initial is the sweep value (b "
                     "throughout under threshold_rule 'fixed', b^(0) under an adaptive rule). phases[key][j]: at the "
                     "end of lag phase j (steps phase_steps[j]): lambda, the b in force, the phase means of G_hat and "
                     "LB the dual step compared with b, the true secondary win rate of pi_theta (G_true_policy) and "

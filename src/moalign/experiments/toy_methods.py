@@ -364,7 +364,7 @@ def train_mopo(tables: PreferenceTables, thresholds: torch.Tensor, primaries: li
     probabilities ``(S, P, K, 201, A)`` on the evaluation grid, final lambdas and estimates, and
     ``dual``: :meth:`DualTracker.report` (lambda max, per-phase lambda / b / G_hat / LB, estimate - truth).
 
-    Issue 10 (docs/design.md, MOPO 7; toy_dual.py): ``settings.threshold_rule`` keeps b fixed
+    Threshold rules (docs/design.md, MOPO 7; toy_dual.py): ``settings.threshold_rule`` keeps b fixed
     (``'fixed'``) or adapts it from b^(0) = ``thresholds`` every ``lag_steps`` (``'attained'``,
     ``'paper'``, ``'lower_bound'``; after ``threshold_warmup_steps`` with b = b^(0)); ``settings.constraint_estimator='policy'`` passes the label-free
     weights ``clip(pi_theta / mu)`` (normalised like the ratio's) to line 5 as ``estimate_weights``.

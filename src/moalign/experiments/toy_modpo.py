@@ -1,4 +1,4 @@
-"""MODPO (Zhou et al. 2023, arXiv 2310.03708) on the continuous toy problem (issue 12, item 3).
+"""MODPO (Zhou et al. 2023, arXiv 2310.03708) on the continuous toy problem.
 
 Offline, on the toy's pairwise rows ``(x, y, y', I1, I2)`` (``toy_problem.sample_preference_data``; the
 rows DPO and MOPO use), one policy per weight vector ``w = (w_1, w_2)``:

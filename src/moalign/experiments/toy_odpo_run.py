@@ -1,4 +1,4 @@
-"""MO-ODPO, P-MORL, Rewarded Soups, ODPO Soups and MODPO inside ``moalign synthetic toy`` (issue 12, item 3).
+"""MO-ODPO, P-MORL, Rewarded Soups, ODPO Soups and MODPO inside ``moalign synthetic toy``.
 
 :func:`run_odpo_methods` is called by :func:`moalign.experiments.toy.run_toy` for
 ``--methods mo_odpo,p_morl,rewarded_soups,odpo_soups,modpo`` (the registry's names). Per seed it trains

@@ -1,4 +1,4 @@
-"""Online methods on the continuous toy problem: MO-ODPO, P-MORL and the soups' specialists (issue 12, item 3).
+"""Online methods on the continuous toy problem: MO-ODPO, P-MORL and the soups' specialists.
 
 MO-ODPO (mo-odpo-paper, arXiv 2503.00295, Algorithm 1, §3.2-3.4) on the toy of mopo-paper §2 / App. A.1:
 

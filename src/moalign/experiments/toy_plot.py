@@ -16,7 +16,7 @@ STYLE = {
     "COP (relative b)": ("tab:gray", "+"), "MOPO": ("tab:red", "o"), "uniform reference": ("tab:olive", "*"),
     "HaM (K=2)": ("tab:brown", "^"), "HaM (K=5)": ("tab:brown", "v"), "HaM (K=10)": ("tab:brown", "<"),
     "SCA (5 paper weights)": ("tab:cyan", "h"), "SCA (11 weights)": ("tab:cyan", "."), "RiC": ("gold", "d"),
-    # issue 12 (toy_odpo_run.py): the 11-weight sets in colour, the 101-weight sets as small dots of the same colour
+    # the online methods (toy_odpo_run.py): the 11-weight sets in colour, the 101-weight sets as small dots of the same colour
     "MO-ODPO (11 w)": ("crimson", "p"), "MO-ODPO (101 w)": ("crimson", "."),
     "P-MORL (11 w)": ("darkgreen", "H"), "P-MORL (101 w)": ("darkgreen", "."),
     "Rewarded Soups (11 w)": ("navy", "8"), "Rewarded Soups (101 w)": ("navy", "."),

@@ -1,4 +1,4 @@
-"""Rewarded Soups and ODPO Soups on the continuous toy problem (issue 12, item 3).
+"""Rewarded Soups and ODPO Soups on the continuous toy problem.
 
 Rewarded Soups (Ramé et al. 2023): one specialist per objective, fine-tuned from a SHARED initialisation
 on that objective's reward alone, then for a weight vector ``w`` the parameters are interpolated,
