@@ -88,7 +88,7 @@ def build_ham(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[dic
     args = HaMConfig(**common_args(cli, output_dir), max_prompt_length=cli.prompt_tokens,
                      max_completion_length=cli.completion_tokens, use_chat_template=False, head_type="low_rank",
                      lora_r=cli.lora_r, lora_alpha=cli.lora_alpha, lora_dropout=cli.lora_dropout,
-                     lora_target_modules=list(cli.target_modules), num_policies=num_heads)
+                     lora_target_modules=list(cli.target_modules), num_policies=num_heads, precision=cli.precision)
     names = HaMTrainer.head_names_for(args, OBJECTIVES)
     heads = MultiHeadConfig(num_heads=num_heads, head_names=names, head_type="low_rank", head_rank=args.head_rank,
                             seed=args.seed)
@@ -198,6 +198,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lora-dropout", type=float, default=0.05)
     parser.add_argument("--target-modules", nargs="+", default=TARGET_MODULES)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="Compute precision of both sides: TRL's bf16 flag and moalign's precision setting.")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--only-hv", action="store_true", help="Only the hypervolume estimator table.")
     parser.add_argument("--hv-max-points", type=int, default=12)

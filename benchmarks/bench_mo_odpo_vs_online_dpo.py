@@ -44,6 +44,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_mopo_vs_dpo import StepTimer, Variant  # noqa: E402
+from moalign.precision import precision_autocast  # noqa: E402
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 PROMPTS = ["How can I stop procrastinating on small chores?", "What's a simple way to keep my desk tidy?",
@@ -62,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None, help="Write the summary here.")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="Compute precision of both trainers (TRL's bf16 flag; moalign's precision setting) and of "
+                        "the plain generate() it is compared with.")
     return p.parse_args(argv)
 
 
@@ -90,7 +94,7 @@ def build_online_dpo(cli: argparse.Namespace, base: Any, tokenizer: Any, out: st
                            max_new_tokens=cli.max_new_tokens, temperature=cli.temperature, top_k=0, beta=[0.1],
                            reward_weights=[0.5, 0.5], report_to=[], use_cpu=True, logging_steps=1000,
                            save_strategy="no", disable_tqdm=True, seed=0, lr_scheduler_type="constant",
-                           max_length=512, gradient_checkpointing=False, bf16=False)
+                           max_length=512, gradient_checkpointing=False, bf16=cli.precision == "bf16")
     # OnlineDPOConfig defaults to gradient_checkpointing=True (which turns the KV cache off in its generate) and
     # bf16=True; with those defaults one SmolLM2 step took 535 s on the shared 2-core CPU. Both off = our trainer.
     data = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in PROMPTS * 50]})
@@ -125,7 +129,7 @@ def build_mo_odpo(cli: argparse.Namespace, base: Any, tokenizer: Any, out: str, 
                         max_completion_length=cli.max_new_tokens, max_prompt_length=256, temperature=cli.temperature,
                         top_k=0, beta=0.1, reward_functions=["positivity", "conciseness"], report_to=[], use_cpu=True,
                         logging_steps=1000, save_strategy="no", disable_tqdm=True, seed=0,
-                        lr_scheduler_type="constant", **extra)
+                        lr_scheduler_type="constant", precision=cli.precision, **extra)
     model = MultiHeadCausalLM(base, MultiHeadConfig(num_heads=1, head_names=["policy"], head_rank=8),
                               lora_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=TARGETS))
     trainer = MOODPOTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"prompt": PROMPTS * 50}),
@@ -157,8 +161,9 @@ def plain_generate(cli: argparse.Namespace, base: Any, tokenizer: Any, repeats: 
     base.eval()
     for _ in range(repeats):
         start = time.perf_counter()
-        out = base.generate(**enc, do_sample=True, temperature=cli.temperature, top_k=0,
-                            max_new_tokens=cli.max_new_tokens, num_return_sequences=2, pad_token_id=pad)
+        with precision_autocast(cli.precision, "cpu"):
+            out = base.generate(**enc, do_sample=True, temperature=cli.temperature, top_k=0,
+                                max_new_tokens=cli.max_new_tokens, num_return_sequences=2, pad_token_id=pad)
         seconds = time.perf_counter() - start
         new = out[:, enc["input_ids"].shape[1]:]
         eos = torch.isin(new, torch.tensor([tokenizer.eos_token_id]))

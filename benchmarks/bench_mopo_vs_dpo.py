@@ -101,7 +101,8 @@ def common_args(cli: argparse.Namespace, output_dir: str) -> dict[str, Any]:
     return dict(
         output_dir=output_dir, per_device_train_batch_size=cli.batch_size, gradient_accumulation_steps=1,
         learning_rate=cli.learning_rate, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-        optim="adamw_torch", max_grad_norm=1.0, gradient_checkpointing=False, use_cpu=True, bf16=False, fp16=False,
+        optim="adamw_torch", max_grad_norm=1.0, gradient_checkpointing=False, use_cpu=True,
+        bf16=cli.precision == "bf16", fp16=False,  # TRL's flag; moalign's configs add precision=cli.precision
         dataloader_num_workers=0, report_to=[], logging_strategy="no", save_strategy="no", eval_strategy="no",
         disable_tqdm=True, seed=cli.seed, data_seed=cli.seed, max_steps=1,
     )
@@ -180,7 +181,7 @@ def build_mopo(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[di
                       max_completion_length=cli.completion_tokens, use_chat_template=False, head_type=head_type,
                       lora_r=cli.lora_r, lora_alpha=cli.lora_alpha, lora_dropout=cli.lora_dropout,
                       lora_target_modules=list(cli.target_modules), lag_steps=0, precompute_ref_log_probs=precompute,
-                      use_lora=lora, reuse_frozen_backbone=reuse_frozen_backbone)
+                      use_lora=lora, reuse_frozen_backbone=reuse_frozen_backbone, precision=cli.precision)
     heads = MultiHeadConfig(num_heads=num_heads, head_names=objectives[:num_heads], head_type=args.head_type,
                             head_rank=args.head_rank, seed=args.seed)
     model = MultiHeadCausalLM(copy.deepcopy(base), heads, lora_config=lora_config(cli) if lora else None)
@@ -409,6 +410,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Time the phases (passes, backward, optimizer; CPU time) of these variants.")
     parser.add_argument("--breakdown-steps", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="Compute precision of both sides: TRL's bf16 flag and moalign's precision setting.")
     parser.add_argument("--json", default=None, help="Also write the results to this JSON file.")
     cli = parser.parse_args(argv)
     if cli.variants is not None:
@@ -440,7 +443,7 @@ def load_model(cli: argparse.Namespace) -> tuple[Any, Any, str]:
     from moalign.models import load_smollm2
 
     base, tokenizer = load_smollm2()
-    return base, tokenizer, "SmolLM2-135M-Instruct (float32)"
+    return base, tokenizer, f"SmolLM2-135M-Instruct ({'bf16 autocast' if cli.precision == 'bf16' else 'float32'})"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
