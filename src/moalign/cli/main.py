@@ -11,6 +11,7 @@
     moalign label --data FILE --rewards r1 r2 ... [--pairs] --out FILE   (score your own rows; LabelConfig fields)
     moalign generate --model DIR --weights 0.7,0.3 --prompt TEXT | --prompts FILE.jsonl [--out FILE.jsonl]
     moalign export --model DIR --weights 0.7,0.3 --out DIR2   (a plain transformers model; docs/use_your_model.md)
+    moalign serve --model DIR [--host 127.0.0.1] [--port 8000]   (OpenAI-compatible API + steering playground)
 
 Every command's options are the fields of a config dataclass (help text from
 the fields); ``--config FILE.yaml`` loads them from YAML and flags given on
@@ -208,6 +209,13 @@ def _export(argv: list[str]) -> int:
     return 0
 
 
+def _serve(argv: list[str]) -> int:
+    from moalign.inference.server import ServeConfig, run_serve
+
+    run_serve(parse_config(ServeConfig, argv, "moalign serve"))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "synthetic": _synthetic,
     "train": _train,
@@ -218,6 +226,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "label": _label,
     "generate": _generate,
     "export": _export,
+    "serve": _serve,
 }
 
 

@@ -99,11 +99,14 @@ class LoadedPolicy:
 
     def generate(self, prompts: str | Sequence[Any], weights: Any, max_new_tokens: int = 64,
                  temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, divergence: str | None = None,
-                 batch_size: int = 8, precision: str = "auto") -> list[str]:
+                 batch_size: int = 8, precision: str = "auto",
+                 return_finished: bool = False) -> list[str] | tuple[list[str], list[bool]]:
         """Completions of the policy of ``weights``, one per prompt (a single prompt gives a list of one).
 
         ``temperature`` 0 decodes greedily; above 0 samples (torch seeded with ``seed``). ``divergence``: how a
         multi-head model combines its heads (default reverse KL, MOPO paper App. A.6); other families ignore it.
+        ``return_finished``: also return, per prompt, whether it ended with an end-of-sequence token (False: cut
+        at ``max_new_tokens``; ``moalign serve`` reports it as OpenAI's ``finish_reason``).
         """
         target, _ = self._target(weights, divergence)
         asked = _as_prompt_list(prompts)
@@ -112,7 +115,8 @@ class LoadedPolicy:
         from moalign.eval.generate import generate_completions
 
         settings = self.generation_settings(max_new_tokens, temperature, top_p, seed, batch_size, precision)
-        return generate_completions(target.model, self.tokenizer, asked, target.policy, settings)
+        return generate_completions(target.model, self.tokenizer, asked, target.policy, settings,
+                                    return_finished=return_finished)
 
     def export(self, weights: Any, out: str | Path, divergence: str | None = None, overwrite: bool = False) -> Path:
         """Write a plain transformers folder for ``weights`` (:func:`moalign.inference.export.export_policy`)."""
