@@ -32,7 +32,7 @@ from moalign.eval.clustering import cluster_prompts
 from moalign.eval.generate import GenerationSettings, Prompt, _model_device, generate_completions, validate_prompts
 from moalign.eval.plots import plot_report
 from moalign.eval.policies import Policy, ensure_base_policy, steering_policies, validate_policies_for_model
-from moalign.eval.report import summarize_scores, write_report
+from moalign.eval.report import add_degeneracy, summarize_scores, write_report
 from moalign.precision import resolve_precision
 from moalign.rewards.labelling import RewardFns, objective_names, score_completions
 
@@ -122,6 +122,7 @@ def _summarize_and_write(
     )
     report["config"] = dataclasses.asdict(config)
     report["model"] = model_info
+    add_degeneracy(report, completions)
     result = EvalResult(objectives, policies, prompts, completions, scores, labels, report)
     if config.output_dir is not None:
         out = Path(config.output_dir)

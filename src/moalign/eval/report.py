@@ -268,6 +268,25 @@ def summarize_scores(
     }
 
 
+def add_degeneracy(report: dict[str, Any], completions: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """Add every policy's share of degenerate answers and distinct-2 (:mod:`moalign.eval.degeneracy`) to ``report``.
+
+    ``completions[p]`` are policy p's answers (the order of ``report["policies"]``). Each policy row gains
+    ``degeneracy``; ``report["degeneracy_rule"]`` states the rule, so a reader can tell a reward hack (a front
+    made of one-word or looping answers) from a real trade-off.
+    """
+    from moalign.eval.degeneracy import DEGENERATE_MAX_WORDS, REPEATED_NGRAM, degeneracy_summary
+
+    if len(completions) != len(report["policies"]):
+        raise ValueError(f"{len(completions)} completion lists for {len(report['policies'])} policies")
+    for row, texts in zip(report["policies"], completions):
+        row["degeneracy"] = degeneracy_summary(texts)
+    report["degeneracy_rule"] = (f"degenerate: empty, <= {DEGENERATE_MAX_WORDS} words, or a word "
+                                 f"{REPEATED_NGRAM}-gram occurring twice; distinct-2: distinct word 2-grams / "
+                                 "all word 2-grams over the policy's answers")
+    return report
+
+
 def compare_methods(reports: Mapping[str, dict[str, Any]], reference_point: Sequence[float] | None = None, reference_margin: float = 0.1) -> dict[str, Any]:
     """Hypervolume of each method's overall policy means against one common reference, and pairwise dominance.
 
@@ -350,6 +369,13 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
               "| objective | rho | p-value | steered policies | note |", "|---|---|---|---|---|"]
     for e in report["steering_spearman"]:
         lines.append(f"| {e['objective']} | {_fmt(e['rho'])} | {_fmt(e['pvalue'])} | {e['n']} | {e['reason'] or ''} |")
+    if all("degeneracy" in p for p in report["policies"]):
+        lines += ["", "## Degenerate answers and diversity", "", f"Rule: {report.get('degeneracy_rule', '')}.", "",
+                  "| policy | degenerate answers | distinct-2 |", "|---|---|---|"]
+        for p in report["policies"]:
+            d = p["degeneracy"]
+            lines.append(f"| `{p['name']}` | {d['num_degenerate']}/{d['num_answers']} ({d['degenerate_share']:.0%}) "
+                         f"| {d['distinct_2']:.3f} |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     return "\n".join(lines) + "\n"
