@@ -200,3 +200,28 @@ def test_conditioned_methods_need_a_one_decimal_grid(tiny, tmp_path):
     with pytest.raises(ValueError, match="must divide 10"):
         run_compare(config)
     assert not (tmp_path / "data").exists()  # refused before any work
+
+
+def test_demo_compare_reports_degeneracy_and_conflict(uninterrupted):
+    """Every policy's degeneracy is that of its own written answers; the conflict is the Spearman correlation of
+    the objectives over the base model's samples (the offline data), recomputed here from the scored points."""
+    from scipy import stats
+
+    from moalign.eval.degeneracy import degeneracy_summary
+
+    result, out = uninterrupted
+    written = json.loads((out / "compare.json").read_text())
+    for name, m in written["methods"].items():
+        for p in m["policies"]:
+            assert p["degeneracy"] == pytest.approx(degeneracy_summary(p["completions"])), (name, p["name"])
+    base = json.loads((out / "base_eval.json").read_text())["completions"]
+    assert written["degeneracy"]["base"] == pytest.approx(degeneracy_summary(base))
+    best = max(written["methods"], key=lambda m: written["methods"][m]["hv"]["hv"])
+    assert written["degeneracy"]["largest_hv_front"]["method"] == best
+    points = [json.loads(line) for line in (out / "data" / "points.jsonl").read_text().splitlines() if line.strip()]
+    scores = np.array([row["scores"] for row in points], float)
+    rho = stats.spearmanr(scores[:, 0], scores[:, 1]).statistic
+    [(pair, value)] = written["conflict"]["spearman"].items()
+    assert pair == "~".join(written["objectives"]) and value == pytest.approx(rho)
+    report = (out / "report.md").read_text()
+    assert "## Conflict between the objectives" in report and "## Degenerate answers and diversity" in report

@@ -25,12 +25,17 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["DEGENERATE_MAX_WORDS", "REPEATED_NGRAM", "words", "is_degenerate", "distinct_n", "degeneracy_summary"]
+__all__ = ["DEGENERATE_MAX_WORDS", "REPEATED_NGRAM", "DEGENERACY_RULE", "words", "is_degenerate", "distinct_n",
+           "degeneracy_summary"]
 
 #: answers with at most this many words are degenerate
 DEGENERATE_MAX_WORDS = 2
 #: an answer repeating a word n-gram of this length is degenerate
 REPEATED_NGRAM = 3
+#: the rule in one sentence, as reports state it
+DEGENERACY_RULE = (f"degenerate answer: empty, <= {DEGENERATE_MAX_WORDS} words, or a word {REPEATED_NGRAM}-gram "
+                   "occurring twice; distinct-2: distinct word 2-grams / all word 2-grams over the policy's answers "
+                   "(moalign.eval.degeneracy)")
 
 _WORD = re.compile(r"\w+(?:'\w+)*")
 

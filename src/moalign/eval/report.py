@@ -275,15 +275,13 @@ def add_degeneracy(report: dict[str, Any], completions: Sequence[Sequence[str]])
     ``degeneracy``; ``report["degeneracy_rule"]`` states the rule, so a reader can tell a reward hack (a front
     made of one-word or looping answers) from a real trade-off.
     """
-    from moalign.eval.degeneracy import DEGENERATE_MAX_WORDS, REPEATED_NGRAM, degeneracy_summary
+    from moalign.eval.degeneracy import DEGENERACY_RULE, degeneracy_summary
 
     if len(completions) != len(report["policies"]):
         raise ValueError(f"{len(completions)} completion lists for {len(report['policies'])} policies")
     for row, texts in zip(report["policies"], completions):
         row["degeneracy"] = degeneracy_summary(texts)
-    report["degeneracy_rule"] = (f"degenerate: empty, <= {DEGENERATE_MAX_WORDS} words, or a word "
-                                 f"{REPEATED_NGRAM}-gram occurring twice; distinct-2: distinct word 2-grams / "
-                                 "all word 2-grams over the policy's answers")
+    report["degeneracy_rule"] = DEGENERACY_RULE
     return report
 
 

@@ -332,14 +332,18 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
         log(cfg, f"{i}/{len(methods)} {method}: done")
     from moalign.precision import resolve_precision
 
-    result = demo_result(cfg, state, methods, objectives, base_scores, paths["info"], budget, prompts)
+    result = demo_result(cfg, state, methods, objectives, base_scores, paths["info"], budget, prompts,
+                         base_completions=base_eval["completions"])
     result["precision"] = resolve_precision(cfg.precision, "cpu")
     return result
 
 
 def demo_result(cfg: CompareConfig, state: CompareState, methods: list[str], objectives: list[str],
-                base_scores: np.ndarray, data_info: dict, budget: int, prompts: list[str]) -> dict[str, Any]:
-    """Per-policy means with CIs, shared reference, HV with CIs, steerability, relations, table, plot."""
+                base_scores: np.ndarray, data_info: dict, budget: int, prompts: list[str],
+                base_completions: list[str] | None = None) -> dict[str, Any]:
+    """Per-policy means with CIs, shared reference, HV with CIs, steerability, relations, degenerate answers and
+    the objectives' conflict (:mod:`~moalign.experiments.compare_diagnostics`), table, plot."""
+    from moalign.experiments.compare_diagnostics import diagnostics, render_diagnostics
     from moalign.eval.report import bootstrap_mean_ci, paired_difference_ci
 
     boot = dict(num_samples=cfg.bootstrap_samples, seed=cfg.seed)
@@ -376,7 +380,8 @@ def demo_result(cfg: CompareConfig, state: CompareState, methods: list[str], obj
               "reference_point": fronts["reference_point"], "reference_rule": fronts["reference_rule"],
               "hypervolume_base": fronts["hypervolume_base"], "relations": fronts["relations"],
               "base": base, "methods": per_method, "test_prompts": list(prompts),
-              "config": {k: v for k, v in vars(cfg).items()}}
+              "config": {k: v for k, v in vars(cfg).items()},
+              **diagnostics(per_method, base_completions, data_info)}
     out = Path(cfg.out)
     plot_fronts(per_method, objectives, out / "fronts.png", base=base["mean"],
                 title=f"demo task: every method, {len(base_scores)} test prompts")
@@ -389,5 +394,6 @@ def demo_result(cfg: CompareConfig, state: CompareState, methods: list[str], obj
         f"HV reference point (shared): {[round(v, 4) for v in fronts['reference_point']]} "
         f"({fronts['reference_rule']}); base model HV {fronts['hypervolume_base']:.4g}.", "",
         render_demo_table(result), "", "Domination between fronts (HaM relation):", *relation_lines(fronts["relations"]),
+        "", *render_diagnostics(result),
         "", "## Every policy", "", render_policy_table(result), "", "![fronts](fronts.png)", ""])
     return result
