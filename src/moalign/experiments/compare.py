@@ -77,8 +77,12 @@ class CompareConfig:
                 "Changing it (or eval_max_new_tokens) on an existing --out re-evaluates the finished methods from "
                 "their saved models without retraining."})
     modpo_weights: list[float] = field(default_factory=lambda: [0.8, 0.5, 0.2], metadata={
-        "help": "MODPO trains one model per weight vector (w1, 1-w1); under the budget only these few, each with "
+        "help": "MODPO trains one model per weight vector: w1 on the first (target) objective, 1-w1 split evenly "
+                "over the others ((w1, 1-w1) with two objectives); under the budget only these few, each with "
                 "budget / len(weights) tokens."})
+    curve_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5], metadata={
+        "help": "Demo: fractions of the budget (< 1) at which every training run saves a checkpoint; the learning "
+                "curves evaluate them and the final model (fraction 1) on the test prompts (empty: no curves)."})
     batch_size: int = field(default=4, metadata={"help": "Demo: rows (pairs, points or prompts) per step."})
     num_generations: int = field(default=2, metadata={"help": "Demo: GRPO group size (Rewarded Soups, P-MORL)."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Demo: learning rate of every method (constant)."})
@@ -156,8 +160,8 @@ class CompareState:
 
 
 #: settings that do not change what a method's training or evaluation produces (bootstrap and reference: the
-#: report only, recomputed on every run)
-_NOT_DECISIVE = {"out", "methods", "progress", "bootstrap_samples", "reference_margin"}
+#: report only, recomputed on every run; curve_fractions: checkpoints saved on the way, the training is the same)
+_NOT_DECISIVE = {"out", "methods", "progress", "bootstrap_samples", "reference_margin", "curve_fractions"}
 #: demo settings that change only the evaluation: finished methods are re-evaluated, not retrained
 REEVALUATE = {"steering_steps", "eval_max_new_tokens"}
 #: what a comparison made before a setting existed did (runs before the precision setting ran in float32)

@@ -15,6 +15,12 @@ its share of the budget (``budget / number of runs`` of the method). A method th
 its budget by less than one optimizer step per run; the comparison states a tolerance and reports
 each method's actual spend and ratio to the budget.
 
+**Checkpoints for learning curves.** With ``checkpoint_fractions`` (e.g. 0.25 and 0.5), a run also saves a
+checkpoint (the trainer's own ``checkpoint-<step>`` folder, asked for through ``control.should_save``) after the
+first optimizer step at which its tokens reach each fraction of its share; the run records, per fraction, the
+folder, the step and the tokens spent. The run's final model is the 100 % point. Saving does not change the
+training (no retraining: the curve is read from these checkpoints).
+
 Peak memory: the process's resident set size sampled every 0.1 s while a method trains
 (:class:`PeakMemory`), reported as the peak and as the increase over the RSS before training.
 """
@@ -40,6 +46,8 @@ class TrainingRun:
     tokens: int = 0
     seconds: float = 0.0
     stopped_by_budget: bool = False
+    #: fraction of the run's budget (as a string, e.g. "0.25") -> {"path", "step", "tokens"} of its checkpoint
+    checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -49,7 +57,10 @@ class TokenMeter:
     run_budget: int | None = None
     runs: list[TrainingRun] = field(default_factory=list)
     current: TrainingRun | None = None
+    #: fractions (< 1) of ``run_budget`` at which every run saves a checkpoint
+    checkpoint_fractions: tuple[float, ...] = ()
     _start: float = 0.0
+    _pending: list[float] = field(default_factory=list)
 
     @property
     def tokens(self) -> int:
@@ -65,6 +76,7 @@ class TokenMeter:
     def begin(self, output_dir: str) -> None:
         self.end(None)
         self.current = TrainingRun(output_dir=str(output_dir))
+        self._pending = []
         self._start = time.time()
 
     def end(self, steps: int | None) -> None:
@@ -78,6 +90,24 @@ class TokenMeter:
 
     def should_stop(self) -> bool:
         return bool(self.run_budget and self.current is not None and self.current.tokens >= self.run_budget)
+
+    def due_checkpoints(self) -> list[float]:
+        """Fractions whose token mark the current run has reached and not yet checkpointed (they become pending)."""
+        if not self.run_budget or self.current is None:
+            return []
+        done = {float(f) for f in self.current.checkpoints} | set(self._pending)
+        due = [f for f in self.checkpoint_fractions
+               if f not in done and self.current.tokens >= f * self.run_budget]
+        self._pending += due
+        return due
+
+    def saved(self, path: str, step: int) -> None:
+        """The trainer saved ``path`` at ``step``: it is the checkpoint of every pending fraction."""
+        if self.current is None:
+            return
+        for f in self._pending:
+            self.current.checkpoints[str(f)] = {"path": str(path), "step": int(step), "tokens": self.current.tokens}
+        self._pending = []
 
 
 _ACTIVE: list[TokenMeter] = []
@@ -93,12 +123,19 @@ def _count_hook(module: torch.nn.Module, args: tuple) -> None:
 
 
 @contextlib.contextmanager
-def metered(run_budget: int | None = None) -> Iterator[TokenMeter]:
-    """Count (and, with ``run_budget``, cap) the training tokens of every Trainer run inside the block."""
-    from transformers.trainer_callback import CallbackHandler
+def metered(run_budget: int | None = None, checkpoint_fractions: tuple[float, ...] = ()) -> Iterator[TokenMeter]:
+    """Count (and, with ``run_budget``, cap) the training tokens of every Trainer run inside the block; with
+    ``checkpoint_fractions`` every run saves a checkpoint at each fraction of ``run_budget`` (module docstring)."""
+    import os
 
-    meter = TokenMeter(run_budget=run_budget)
-    original = {name: getattr(CallbackHandler, name) for name in ("on_train_begin", "on_step_end", "on_train_end")}
+    from transformers.trainer_callback import CallbackHandler
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    if any(not 0 < f < 1 for f in checkpoint_fractions):
+        raise ValueError(f"checkpoint fractions must lie in (0, 1) (1 is the final model), got {checkpoint_fractions}")
+    meter = TokenMeter(run_budget=run_budget, checkpoint_fractions=tuple(sorted(set(checkpoint_fractions))))
+    original = {name: getattr(CallbackHandler, name)
+                for name in ("on_train_begin", "on_step_end", "on_train_end", "on_save")}
 
     def on_train_begin(self: Any, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         meter.begin(getattr(args, "output_dir", "?"))
@@ -106,6 +143,8 @@ def metered(run_budget: int | None = None) -> Iterator[TokenMeter]:
 
     def on_step_end(self: Any, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         control = original["on_step_end"](self, args, state, control, **kwargs)
+        if meter.due_checkpoints():
+            control.should_save = True
         if meter.should_stop():
             control.should_training_stop = True
             meter.current.stopped_by_budget = True
@@ -115,10 +154,15 @@ def metered(run_budget: int | None = None) -> Iterator[TokenMeter]:
         meter.end(state.global_step)
         return original["on_train_end"](self, args, state, control, **kwargs)
 
+    def on_save(self: Any, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        meter.saved(os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"), state.global_step)
+        return original["on_save"](self, args, state, control, **kwargs)
+
     handle = torch.nn.modules.module.register_module_forward_pre_hook(_count_hook)
     _ACTIVE.append(meter)
     CallbackHandler.on_train_begin, CallbackHandler.on_step_end, CallbackHandler.on_train_end = (
         on_train_begin, on_step_end, on_train_end)
+    CallbackHandler.on_save = on_save
     try:
         yield meter
     finally:

@@ -129,7 +129,7 @@ def method_args(method: str, config: CompareConfig, paths: dict[str, Any], outpu
     common = dict(model_name_or_path=config.model_name_or_path, output_dir=str(output_dir),
                   max_steps=config.max_steps_cap, per_device_train_batch_size=config.batch_size,
                   learning_rate=config.learning_rate, lr_scheduler_type="constant", use_cpu=True, report_to=[],
-                  seed=config.seed, save_strategy="no", logging_steps=10, disable_tqdm=True, lora_r=config.lora_r,
+                  seed=config.seed, save_strategy="no", save_only_model=True, logging_steps=10, disable_tqdm=True, lora_r=config.lora_r,
                   lora_alpha=2 * config.lora_r, max_completion_length=config.sample_max_new_tokens + 1,
                   use_chat_template=config.use_chat_template, precision=config.precision)
     extra: dict[str, Any]
@@ -149,6 +149,14 @@ def method_args(method: str, config: CompareConfig, paths: dict[str, Any], outpu
     return get_method(method).config_class(**common, **extra)
 
 
+def modpo_weight_vector(w1: float, num_objectives: int) -> list[float]:
+    """MODPO's weight vector of one ``modpo_weights`` entry: ``w1`` on the first (target) objective, the rest
+    ``1 - w1`` split evenly over the other ``num_objectives - 1`` (two objectives: ``(w1, 1 - w1)``)."""
+    if not 0 < w1 <= 1 or num_objectives < 2:
+        raise ValueError(f"modpo weight w1 must be in (0, 1] with >= 2 objectives, got {w1} for {num_objectives}")
+    return [float(w1)] + [(1.0 - w1) / (num_objectives - 1)] * (num_objectives - 1)
+
+
 def train_method_on_budget(method: str, config: CompareConfig, paths: dict[str, Any], mdir: Path,
                            budget: int) -> dict[str, Any]:
     """Train ``method`` from scratch into ``mdir/model`` under the token budget; its spend, time, memory."""
@@ -158,12 +166,14 @@ def train_method_on_budget(method: str, config: CompareConfig, paths: dict[str, 
         shutil.rmtree(mdir)  # an interrupted method restarts: its budget is counted from zero
     mdir.mkdir(parents=True)
     if method == "modpo":
-        jobs = [(mdir / f"model_w{w:g}", [w, 1.0 - w]) for w in config.modpo_weights]
+        k = len(config.reward_functions)
+        jobs = [(mdir / f"model_w{w:g}", modpo_weight_vector(w, k)) for w in config.modpo_weights]
     else:
         jobs = [(mdir / "model", None)]
     runs = len(jobs) * (len(config.reward_functions) if method in SOUPS else 1)
     start = time.time()
-    with PeakMemory() as memory, metered(run_budget=-(-budget // runs)) as meter:
+    with PeakMemory() as memory, metered(run_budget=-(-budget // runs),
+                                         checkpoint_fractions=tuple(config.curve_fractions)) as meter:
         for directory, weights in jobs:
             train_method(method, method_args(method, config, paths, directory, weights))
     spend = meter.tokens
@@ -223,7 +233,7 @@ def method_policies(method: str, config: CompareConfig, record: dict[str, Any], 
                                          lambda p, w=w: cond.prompt_for_preference(p, list(w)), list(w))
                                         for w in grid])]
     if method == "modpo":
-        return [(multihead(d), [(Policy.as_is(f"modpo[{w[0]:g},{w[1]:g}]"), None, w)])
+        return [(multihead(d), [(Policy.as_is(f"modpo[{','.join(f'{v:g}' for v in w)}]"), None, w)])
                 for d, w in zip(models, record["modpo_weights"])]
     if method == "mo_odpo":
         from moalign.trainers.mo_odpo_trainer import load_conditioning
@@ -334,6 +344,13 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
 
     result = demo_result(cfg, state, methods, objectives, base_scores, paths["info"], budget, prompts,
                          base_completions=base_eval["completions"])
+    from moalign.experiments.compare_curves import learning_curves, render_curves
+
+    curves = learning_curves(cfg, state, methods, objectives, base_scores,
+                             lambda groups: evaluate_method(groups, tokenizer, prompts, reward_fns, settings))
+    if curves is not None:  # checkpoints at fractions of the budget: see compare_curves
+        result["learning_curves"] = curves
+        result["_report_md"] += "\n".join(["", *render_curves(curves, objectives), ""])
     result["precision"] = resolve_precision(cfg.precision, "cpu")
     return result
 

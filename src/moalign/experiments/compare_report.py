@@ -158,30 +158,38 @@ def relation_lines(relations: Mapping[str, Mapping[str, dict]]) -> list[str]:
 
 def plot_fronts(methods: Mapping[str, dict[str, Any]], objectives: Sequence[str], path: Path,
                 base: Sequence[float] | None = None, true_front: Any = None, title: str = "") -> Path:
-    """All methods' policy means on one plot (one colour per method, its non-dominated staircase), base marked."""
+    """All methods' policy means (one colour per method, its non-dominated staircase), base marked.
+
+    Two objectives: one plot. K > 2: one panel per pair of objectives, each the 2-D projection of the points
+    (the staircase is the projection's own non-dominated set), since a K-D front has no faithful flat picture.
+    """
+    import itertools
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 5.5))
+    pairs = list(itertools.combinations(range(len(objectives)), 2))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(7 if len(pairs) == 1 else 5 * len(pairs), 5.5), squeeze=False)
     cmap = plt.get_cmap("tab10")
-    if true_front is not None:
-        tf = np.asarray(true_front, float)
-        ax.plot(tf[:, 0], tf[:, 1], color="black", lw=1, alpha=0.6, label="true front")
-    for i, (name, m) in enumerate(methods.items()):
-        pts = np.asarray(m["points"], float)
-        colour = cmap(i % 10)
-        ax.scatter(pts[:, 0], pts[:, 1], s=18, color=colour, alpha=0.8, label=name)
-        nd = pts[non_dominated_mask(pts)]
-        nd = nd[np.argsort(nd[:, 0])]
-        ax.plot(nd[:, 0], nd[:, 1], color=colour, lw=1.2, drawstyle="steps-post")
-    if base is not None:
-        ax.scatter([base[0]], [base[1]], marker="*", s=220, color="black", zorder=5, label="base model")
-    ax.set_xlabel(objectives[0])
-    ax.set_ylabel(objectives[1])
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="best")
+    for ax, (a, b) in zip(axes[0], pairs):
+        if true_front is not None:
+            tf = np.asarray(true_front, float)
+            ax.plot(tf[:, a], tf[:, b], color="black", lw=1, alpha=0.6, label="true front")
+        for i, (name, m) in enumerate(methods.items()):
+            pts = np.asarray(m["points"], float)[:, [a, b]]
+            colour = cmap(i % 10)
+            ax.scatter(pts[:, 0], pts[:, 1], s=18, color=colour, alpha=0.8, label=name)
+            nd = pts[non_dominated_mask(pts)]
+            nd = nd[np.argsort(nd[:, 0])]
+            ax.plot(nd[:, 0], nd[:, 1], color=colour, lw=1.2, drawstyle="steps-post")
+        if base is not None:
+            ax.scatter([base[a]], [base[b]], marker="*", s=220, color="black", zorder=5, label="base model")
+        ax.set_xlabel(objectives[a])
+        ax.set_ylabel(objectives[b])
+    axes[0][0].legend(fontsize=8, loc="best")
+    fig.suptitle(title + ("" if len(pairs) == 1 else " (pairwise projections)"))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
