@@ -19,14 +19,27 @@ __all__ = ["TrainingMethod", "register_method", "get_method", "available_methods
 ENTRY_POINT_GROUP = "moalign.methods"
 
 
+#: a tuning grid: (config field, candidate values) pairs; the trials are points of their product
+TuningGrid = tuple[tuple[str, tuple[float, ...]], ...]
+
+#: learning rates of the methods tuned on the learning rate alone (no KL-type coefficient)
+_LR_ONLY = (("learning_rate", (1e-4, 3e-4, 1e-3, 3e-3)),)
+
+
 @dataclass(frozen=True)
 class TrainingMethod:
-    """A trainable method: its name, one-line description, config and trainer (classes or ``module:Class``)."""
+    """A trainable method: its name, one-line description, config and trainer (classes or ``module:Class``).
+
+    ``tuning_grid`` holds the method's main settings for ``moalign compare --tune`` (its learning rate and its
+    KL-type coefficient, as config field names and candidate values); every method's grid has the same number
+    of points (4), so an equal number of trials covers each grid once.
+    """
 
     name: str
     description: str
     config: type | str
     trainer: type | str
+    tuning_grid: TuningGrid = ()
 
     @property
     def config_class(self) -> type:
@@ -98,6 +111,7 @@ register_method(TrainingMethod(
                 "cloning, lagged reference); one policy head per primary objective",
     config="moalign.trainers.mopo_config:MOPOConfig",
     trainer="moalign.trainers.mopo_trainer:MOPOTrainer",
+    tuning_grid=(("learning_rate", (3e-4, 1e-3)), ("tau", (0.04, 0.08))),
 ))
 register_method(TrainingMethod(
     name="ham",
@@ -105,6 +119,7 @@ register_method(TrainingMethod(
                 "log-likelihoods (exact inclusion-exclusion or random scalarisation); pointwise data",
     config="moalign.trainers.ham_config:HaMConfig",
     trainer="moalign.trainers.ham_trainer:HaMTrainer",
+    tuning_grid=_LR_ONLY,
 ))
 register_method(TrainingMethod(
     name="sca",
@@ -112,6 +127,7 @@ register_method(TrainingMethod(
                 "normalised reward-weighted log-likelihoods; pointwise data",
     config="moalign.trainers.sca_config:SCAConfig",
     trainer="moalign.trainers.sca_trainer:SCATrainer",
+    tuning_grid=_LR_ONLY,
 ))
 register_method(TrainingMethod(
     name="mo_odpo",
@@ -119,6 +135,7 @@ register_method(TrainingMethod(
                 "two on-policy samples labelled by the weighted rewards, DPO against the initial policy; prompts",
     config="moalign.trainers.mo_odpo_config:MOODPOConfig",
     trainer="moalign.trainers.mo_odpo_trainer:MOODPOTrainer",
+    tuning_grid=(("learning_rate", (3e-4, 1e-3)), ("beta", (0.05, 0.2))),
 ))
 register_method(TrainingMethod(
     name="ric",
@@ -126,6 +143,7 @@ register_method(TrainingMethod(
                 "preference is mapped to target rewards in the prompt; one head, pointwise data",
     config="moalign.trainers.ric_config:RiCConfig",
     trainer="moalign.trainers.ric_trainer:RiCTrainer",
+    tuning_grid=_LR_ONLY,
 ))
 register_method(TrainingMethod(
     name="modpo",
@@ -133,6 +151,7 @@ register_method(TrainingMethod(
                 "weighted score differences as margins; one model per weight vector, pairwise data with scores",
     config="moalign.trainers.modpo_config:MODPOConfig",
     trainer="moalign.trainers.modpo_trainer:MODPOTrainer",
+    tuning_grid=(("learning_rate", (3e-4, 1e-3)), ("beta", (0.05, 0.2))),
 ))
 register_method(TrainingMethod(
     name="rewarded_soups",
@@ -140,6 +159,7 @@ register_method(TrainingMethod(
                 "adapters for any weight vector; resumable; prompts",
     config="moalign.trainers.rewarded_soups_config:RewardedSoupsConfig",
     trainer="moalign.trainers.rewarded_soups_trainer:RewardedSoupsTrainer",
+    tuning_grid=(("learning_rate", (3e-4, 1e-3)), ("kl_beta", (0.01, 0.05))),
 ))
 register_method(TrainingMethod(
     name="odpo_soups",
@@ -147,6 +167,7 @@ register_method(TrainingMethod(
                 "conditioning), then the soup of their adapters and heads for any weight vector; resumable; prompts",
     config="moalign.trainers.odpo_soups_config:ODPOSoupsConfig",
     trainer="moalign.trainers.odpo_soups_trainer:ODPOSoupsTrainer",
+    tuning_grid=(("learning_rate", (3e-4, 1e-3)), ("beta", (0.05, 0.2))),
 ))
 register_method(TrainingMethod(
     name="p_morl",
@@ -154,4 +175,5 @@ register_method(TrainingMethod(
                 "fine-tuning with TRL GRPO on the weighted normalised reward w^T r; prompts",
     config="moalign.trainers.p_morl_config:PMORLConfig",
     trainer="moalign.trainers.p_morl_trainer:PMORLTrainer",
+    tuning_grid=(("learning_rate", (3e-4, 1e-3)), ("kl_beta", (0.01, 0.05))),
 ))
