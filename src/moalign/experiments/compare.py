@@ -83,6 +83,15 @@ class CompareConfig:
     curve_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5], metadata={
         "help": "Demo: fractions of the budget (< 1) at which every training run saves a checkpoint; the learning "
                 "curves evaluate them and the final model (fraction 1) on the test prompts (empty: no curves)."})
+    tune: bool = field(default=False, metadata={
+        "help": "Demo: first tune every method (tune_trials trials over its registered grid, each scored by HV on the "
+                "validation prompts at tune_fraction of the budget; moalign.experiments.compare_tuning), write "
+                "out/tuned_settings.json, then run the comparison with the chosen settings."})
+    tune_trials: int = field(default=4, metadata={"help": "Demo: tuning trials per method (the same for every method)."})
+    tune_fraction: float = field(default=0.5, metadata={"help": "Demo: fraction of the budget a tuning trial trains."})
+    tuned_settings: str | None = field(default=None, metadata={
+        "help": "Demo: the tuning file to read (default: out/tuned_settings.json, else the packaged one of the task "
+                "when it exists)."})
     batch_size: int = field(default=4, metadata={"help": "Demo: rows (pairs, points or prompts) per step."})
     num_generations: int = field(default=2, metadata={"help": "Demo: GRPO group size (Rewarded Soups, P-MORL)."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Demo: learning rate of every method (constant)."})
@@ -110,6 +119,9 @@ class CompareConfig:
             raise ValueError(f"budget_tolerance must be in (0, 1), got {self.budget_tolerance}")
         if self.budget is not None and self.budget < 1:
             raise ValueError(f"budget must be >= 1, got {self.budget}")
+        if self.tune_trials < 1 or not 0 < self.tune_fraction <= 1:
+            raise ValueError(f"need tune_trials >= 1 and 0 < tune_fraction <= 1, got {self.tune_trials}, "
+                             f"{self.tune_fraction}")
 
     def resolved_budget(self) -> int:
         if self.budget is not None:
@@ -160,12 +172,14 @@ class CompareState:
 
 
 #: settings that do not change what a method's training or evaluation produces (bootstrap and reference: the
-#: report only, recomputed on every run; curve_fractions: checkpoints saved on the way, the training is the same)
-_NOT_DECISIVE = {"out", "methods", "progress", "bootstrap_samples", "reference_margin", "curve_fractions"}
+#: report only, recomputed on every run; curve_fractions: checkpoints saved on the way, the training is the same;
+#: the tuning options: what they decide is recorded as the resolved per-method settings, "tuned")
+_NOT_DECISIVE = {"out", "methods", "progress", "bootstrap_samples", "reference_margin", "curve_fractions", "tune",
+                 "tune_trials", "tune_fraction", "tuned_settings"}
 #: demo settings that change only the evaluation: finished methods are re-evaluated, not retrained
 REEVALUATE = {"steering_steps", "eval_max_new_tokens"}
 #: what a comparison made before a setting existed did (runs before the precision setting ran in float32)
-UNRECORDED = {"precision": "fp32"}
+UNRECORDED = {"precision": "fp32", "tuned": {}}
 
 
 def run_compare(config: CompareConfig) -> dict[str, Any]:
@@ -180,6 +194,12 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     if config.task != "demo":
         settings.pop("precision")  # the toy problems run no language model
     settings["budget"] = config.resolved_budget()
+    if config.task == "demo":
+        from moalign.experiments.compare_tuning import run_tuning, tuned_overrides
+
+        if config.tune:
+            run_tuning(config, out)
+        settings["tuned"] = tuned_overrides(config)  # each method's chosen settings: they change its training
     state = CompareState(out, settings)
     if config.task == "demo":
         from moalign.experiments.compare_demo import run_demo_compare

@@ -79,8 +79,12 @@ def load_base(config: CompareConfig) -> tuple[Any, Any]:
     return load_base_model(config.model_name_or_path), load_tokenizer(config.model_name_or_path)
 
 
-def prepare_data(config: CompareConfig, out: Path, reward_fns: list, objectives: list[str]) -> dict[str, Any]:
-    """Split, sample, score and write the shared data once (``out/data``); returns paths and the test prompts."""
+def prepare_data(config: CompareConfig, out: Path, reward_fns: list, objectives: list[str],
+                 source: Any = None) -> dict[str, Any]:
+    """Sample, score and write the shared data once (``out/data``) from the train prompts of ``source`` (a
+    :class:`~moalign.experiments.compare_prompts.DemoPromptSource`, default: the config's split); returns paths
+    and the data's description. Reads no other split."""
+    from moalign.experiments.compare_prompts import DemoPromptSource
     from moalign.data import from_rows
     from moalign.data.io import to_jsonl
     from moalign.experiments.demo import (
@@ -89,7 +93,6 @@ def prepare_data(config: CompareConfig, out: Path, reward_fns: list, objectives:
         build_pairs,
         objective_correlations,
         sample_responses,
-        split_prompts,
         training_samples,
     )
     from moalign.rewards.labelling import score_completions
@@ -97,12 +100,12 @@ def prepare_data(config: CompareConfig, out: Path, reward_fns: list, objectives:
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     demo = demo_config(config)
-    splits = split_prompts(demo)
+    train_prompts = (source or DemoPromptSource(config)).train()
     paths = {"pairs": data / "pairs.jsonl", "points": data / "points.jsonl", "prompts": data / "prompts.jsonl"}
     if not (data / "done.json").exists():
         base, tokenizer = load_base(config)
         if not (data / "samples.jsonl").exists():
-            _write_jsonl(data / "samples.jsonl", sample_responses(base, tokenizer, splits["train"], demo))
+            _write_jsonl(data / "samples.jsonl", sample_responses(base, tokenizer, train_prompts, demo))
         samples = training_samples(_read_jsonl(data / "samples.jsonl"), "truncated")
         scores = np.asarray(score_completions([s["prompt"] for s in samples], [s["completion"] for s in samples],
                                               reward_fns), float)
@@ -111,18 +114,18 @@ def prepare_data(config: CompareConfig, out: Path, reward_fns: list, objectives:
         points = from_rows([{**s, "scores": [float(v) for v in sc]} for s, sc in zip(samples, scores)],
                            objectives=objectives, kind="pointwise", source="samples")
         to_jsonl(points, paths["points"])
-        _write_jsonl(paths["prompts"], [{"prompt": p} for p in splits["train"]])
+        _write_jsonl(paths["prompts"], [{"prompt": p} for p in train_prompts])
         info = {"num_samples": len(samples), "num_pairs": len(pairs),
                 "objective_correlation_on_samples": objective_correlations(scores, objectives),
-                "num_train_prompts": len(splits["train"]), "num_test_prompts": len(splits["test"])}
+                "num_train_prompts": len(train_prompts), "num_test_prompts": config.num_test_prompts}
         (data / "done.json").write_text(json.dumps(info, indent=1))
-    return {**{k: str(v) for k, v in paths.items()}, "test": splits["test"],
-            "info": json.loads((data / "done.json").read_text())}
+    return {**{k: str(v) for k, v in paths.items()}, "info": json.loads((data / "done.json").read_text())}
 
 
 def method_args(method: str, config: CompareConfig, paths: dict[str, Any], output_dir: Path,
-                weights: list[float] | None = None) -> Any:
-    """The method's config: shared settings + its data + what the method itself needs."""
+                weights: list[float] | None = None, overrides: dict[str, Any] | None = None) -> Any:
+    """The method's config: shared settings + its data + what the method itself needs + ``overrides`` (its tuned
+    settings, :mod:`moalign.experiments.compare_tuning`), which win."""
     from moalign.experiments.demo import DemoConfig
     from moalign.trainers.registry import get_method
 
@@ -146,7 +149,7 @@ def method_args(method: str, config: CompareConfig, paths: dict[str, Any], outpu
         extra = dict(dataset_path=paths["prompts"], reward_functions=list(config.reward_functions))
         if method in ("rewarded_soups", "p_morl"):
             extra["num_generations"] = config.num_generations
-    return get_method(method).config_class(**common, **extra)
+    return get_method(method).config_class(**{**common, **extra, **(overrides or {})})
 
 
 def modpo_weight_vector(w1: float, num_objectives: int) -> list[float]:
@@ -158,8 +161,9 @@ def modpo_weight_vector(w1: float, num_objectives: int) -> list[float]:
 
 
 def train_method_on_budget(method: str, config: CompareConfig, paths: dict[str, Any], mdir: Path,
-                           budget: int) -> dict[str, Any]:
-    """Train ``method`` from scratch into ``mdir/model`` under the token budget; its spend, time, memory."""
+                           budget: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``method`` from scratch into ``mdir/model`` under the token budget (with ``overrides`` of its
+    settings); its spend, time, memory."""
     from moalign.trainers.run import train_method
 
     if mdir.exists():
@@ -175,14 +179,14 @@ def train_method_on_budget(method: str, config: CompareConfig, paths: dict[str, 
     with PeakMemory() as memory, metered(run_budget=-(-budget // runs),
                                          checkpoint_fractions=tuple(config.curve_fractions)) as meter:
         for directory, weights in jobs:
-            train_method(method, method_args(method, config, paths, directory, weights))
+            train_method(method, method_args(method, config, paths, directory, weights, overrides))
     spend = meter.tokens
     ratio = spend / budget
     record = {"budget": {"tokens": spend, "budget": budget, "ratio": ratio, "runs": len(meter.runs),
                        "planned_runs": runs, "within_tolerance": abs(ratio - 1) <= config.budget_tolerance,
                        "per_run": [vars(r) for r in meter.runs]},
             "train_seconds": time.time() - start, "memory": memory.to_dict(),
-            "models": [str(d) for d, _ in jobs], "modpo_weights": [w for _, w in jobs] if method == "modpo" else None}
+            "settings": dict(overrides or {}), "models": [str(d) for d, _ in jobs], "modpo_weights": [w for _, w in jobs] if method == "modpo" else None}
     write_json(mdir / TRAIN_RECORD, record)  # an interrupted evaluation resumes without retraining
     return record
 
@@ -275,9 +279,18 @@ def evaluate_method(groups: list[tuple[Any, list]], tokenizer: Any, prompts: lis
     return rows, np.stack(scores)
 
 
+def eval_generation_settings(cfg: CompareConfig) -> Any:
+    """The greedy generation settings of every evaluation (test prompts, tuning's validation prompts)."""
+    from moalign.eval.generate import GenerationSettings
+
+    return GenerationSettings(max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.generation_batch_size,
+                              do_sample=False, seed=cfg.seed, progress=False, precision=cfg.precision,
+                              use_chat_template=cfg.use_chat_template is not False)
+
+
 def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> dict[str, Any]:
     """Data once, then every method (resumable), then one report."""
-    from moalign.eval.generate import GenerationSettings, generate_completions
+    from moalign.eval.generate import generate_completions
     from moalign.eval.policies import Policy
     from moalign.rewards.labelling import score_completions
     from moalign.trainers.mo_odpo_trainer import resolve_rewards, reward_spec_names
@@ -300,10 +313,11 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
     torch.manual_seed(cfg.seed)
     log(cfg, "data: split, sample, score ...")
     paths = prepare_data(cfg, out, reward_fns, objectives)
-    prompts = paths["test"]
-    settings = GenerationSettings(max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.generation_batch_size,
-                                  do_sample=False, seed=cfg.seed, progress=False, precision=cfg.precision,
-                                  use_chat_template=cfg.use_chat_template is not False)
+    from moalign.experiments.compare_prompts import DemoPromptSource
+
+    prompts = DemoPromptSource(cfg).test()  # the test prompts: read once, after any tuning
+    tuned = state.data["settings"].get("tuned") or {}  # per-method settings of the tuning file (compare_tuning)
+    settings = eval_generation_settings(cfg)
     base_path = out / "base_eval.json"
     base_eval = json.loads(base_path.read_text()) if base_path.exists() else {}
     if base_eval.get("eval_max_new_tokens") != cfg.eval_max_new_tokens:  # missing, or made with other settings
@@ -325,7 +339,7 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
         if record is None:
             log(cfg, f"{i}/{len(methods)} {method}: training (budget {budget} tokens) ...")
             torch.manual_seed(cfg.seed)
-            record = train_method_on_budget(method, cfg, paths, mdir, budget)
+            record = train_method_on_budget(method, cfg, paths, mdir, budget, overrides=tuned.get(method))
             done_how = "in"
         else:
             done_how = "trained before, reused; training took"
@@ -351,6 +365,10 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
     if curves is not None:  # checkpoints at fractions of the budget: see compare_curves
         result["learning_curves"] = curves
         result["_report_md"] += "\n".join(["", *render_curves(curves, objectives), ""])
+    from moalign.experiments.compare_tuning import render_settings, settings_path
+
+    result["tuned_settings_file"] = str(settings_path(cfg)) if tuned else None
+    result["_report_md"] += "\n".join(["", *render_settings(result, settings_path(cfg) if tuned else None), ""])
     result["precision"] = resolve_precision(cfg.precision, "cpu")
     return result
 
