@@ -33,6 +33,17 @@ DEFINED_ONCE = {
     "find_minilm_path": "rewards/offline.py",
     "load_minilm": "rewards/offline.py",
     "EmptyDataError": "data/io.py",
+    # formulas the trainers and the synthetic benchmarks share (docs/design.md, "Layers": core)
+    "next_threshold": "core/thresholds.py",
+    "behaviour_cloning_loss": "core/cloning.py",
+    "behaviour_cloning_logit_gradient": "core/cloning.py",
+    "weighted_pair_labels": "core/pairs.py",
+    "fit_normalization": "core/normalization.py",
+    "normalize": "core/normalization.py",
+    "interpolate_parameters": "core/soups.py",
+    "modpo_target": "core/losses.py",
+    "target_bounds": "data/ric.py",
+    "round_conditions": "data/ric.py",
 }
 
 # names retired by the consolidation: they must not come back under any form
@@ -45,6 +56,8 @@ RETIRED = (
     "load_prompt_encoder",  # -> load_minilm
     "_named_reward_fns",  # -> the reward-function resolution inside rewards.labelling
     "_as_callable",  # idem
+    "fit_minmax",  # -> RewardNormalizer("minmax").fit(scores, zero_spread="unit") (core.normalization)
+    "normalise_rewards",  # -> core.normalization.fit_normalization + normalize (the toy's HaM map)
 )
 
 

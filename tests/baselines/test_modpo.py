@@ -7,6 +7,7 @@ import json
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -98,8 +99,8 @@ def test_config_and_trainer_reject_bad_weights(tmp_path):
         MODPOConfig(output_dir=str(tmp_path), weights=[0.5, 0.6])
     with pytest.raises(ValueError, match="one weight per objective"):
         _trainer(tmp_path, weights=None)
-    with pytest.raises(ValueError, match="weight 0"):
-        _trainer(tmp_path, weights=[0.0, 1.0])
+    with pytest.raises(ValueError, match="weight 0"):  # the named target has w_k = 0
+        _trainer(tmp_path, weights=[0.0, 1.0], target_objective="helpful")
     with pytest.raises(ValueError, match="3 entries"):
         _trainer(tmp_path, weights=[0.2, 0.3, 0.5])
 
@@ -114,3 +115,19 @@ def test_train_modpo_through_the_cli(tmp_path):
     assert saved == ["modpo_w_0.7_0.3"]
     state = torch.load(tmp_path / "out" / "modpo_state.pt", weights_only=False)
     assert state["method"] == "modpo" and state["objectives"] == OBJECTIVES
+
+
+@pytest.mark.parametrize("weights, named, expected", [
+    ([0.6, 0.4], None, 0), ([0.3, 0.7], None, 1), ([0.5, 0.5], None, 0), ([0.0, 1.0], None, 1),
+    ([0.3, 0.7], "helpful", 0),
+])
+def test_trainer_and_toy_choose_the_same_target(tmp_path, weights, named, expected):
+    """One rule (core.losses.modpo_target): the named objective, else the largest weight, ties to the first."""
+    from moalign.experiments.toy_modpo import modpo_terms
+
+    trainer = _trainer(tmp_path, weights=weights, target_objective=named)
+    assert trainer.target == expected and trainer.others == [1 - expected]
+    assert trainer.target_weight == weights[expected]
+    if named is None:  # the toy never names one: its rule is the trainer's default
+        target, tw, mw = modpo_terms(np.array([weights]))
+        assert (int(target[0]), float(tw[0]), float(mw[0])) == (expected, weights[expected], weights[1 - expected])

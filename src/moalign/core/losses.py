@@ -6,11 +6,14 @@ with the conservative label smoothing of cDPO as an option (as in TRL).
 
 ``modpo_loss`` is the MODPO loss of Zhou et al. (2023, arXiv 2310.03708, §3, the loss L_MODPO): DPO on the
 preferences of one target objective k, with the other objectives' weighted reward differences as a margin
-(docs/baselines.md, MODPO).
+(docs/baselines.md, MODPO); ``modpo_target`` chooses k, for the trainer and the toy alike.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -87,3 +90,33 @@ def modpo_loss(
                 - rejected_margin_rewards.to(margin_weights) @ margin_weights) / target_weight
     losses = -F.logsigmoid(chosen - rejected)
     return losses, chosen.detach(), rejected.detach()
+
+
+def modpo_target(weights: Any, target: int | None = None) -> np.ndarray:
+    """MODPO's target objective k for weight vectors ``weights`` ``(K,)`` or ``(M, K)``: index array ``()`` / ``(M,)``.
+
+    L_MODPO (§3) fits the preferences of one objective k and takes the others as margins, scaled by ``1/w_k``;
+    its optimum ``beta log pi/pi_ref = w^T r`` is the same for every k with ``w_k > 0``, so k only decides which
+    labels are fitted and how large ``1/w_k`` gets. The paper fixes k by its data (the objective whose preference
+    dataset the language-model stage fits; the reference scripts sweep that objective's weight), so:
+
+    * ``target`` given (the trainer's ``target_objective``): that objective for every w (the paper's setting);
+    * ``target`` None: the objective with the largest weight, ties to the lowest index -- always admissible
+      (``w_k >= 1/K``, so ``1/w_k <= K``), on the whole simplex including its vertices (docs/baselines.md, MODPO).
+
+    ``w_k = 0`` for the chosen k is an error (the loss divides by w_k).
+    """
+    w = np.asarray(weights, dtype=float)
+    if w.ndim not in (1, 2) or w.shape[-1] < 1:
+        raise ValueError(f"weights must have shape (K,) or (M, K), got {w.shape}")
+    if target is None:
+        k = np.argmax(w, axis=-1)  # the first index among equal maxima
+    else:
+        if not 0 <= target < w.shape[-1]:
+            raise ValueError(f"target objective {target} is not an index of {w.shape[-1]} objectives")
+        k = np.full(w.shape[:-1], target, dtype=np.int64)
+    chosen = np.take_along_axis(w, np.asarray(k)[..., None], axis=-1)[..., 0]
+    if np.any(~(chosen > 0)):
+        raise ValueError(f"weights {w.tolist()}: the target objective (index {target}) has weight 0; MODPO divides "
+                         "by w_k, choose another target (one with w_k > 0)")
+    return k

@@ -14,7 +14,10 @@ marker (as RiC does); a chat prompt gets them at the end of its last user messag
 The values are **normalised** rewards (``moalign.rewards.RewardNormalizer``, z-score as RiC); the
 mapping of a preference to targets is the HaM paper's §2.2 formula (RiC's ``linf`` mapping):
 ``f_j(w) = r_max_j`` if ``w_j >= 1/J`` else ``J w_j (r_max_j - r_min_j) + r_min_j``, with r_min/r_max
-the range of objective j's normalised training rewards.
+the range of objective j's normalised training rewards **as written into the training prompts**, i.e. rounded to
+``decimals`` (:func:`target_bounds`): the range of the conditions the model was trained on; the targets are rounded
+to the same grid. The text trainer and the toy (``experiments/toy_ric.py``) both round with
+:func:`round_conditions` and take the bounds from :func:`target_bounds`.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 __all__ = ["ASSISTANT_MARKER", "parse_reward_prompt", "preference_to_targets", "render_reward_prompt",
-           "reward_tag"]
+           "reward_tag", "round_conditions", "target_bounds"]
 
 ASSISTANT_MARKER = "\n\nAssistant:"
 _TAG = re.compile(r"<rm(\d+)_score>\s+(\S+)")
@@ -137,3 +142,16 @@ def preference_to_targets(preference: Sequence[float], bounds: Sequence[tuple[fl
         value = high if wj >= 1 / num - 1e-12 else num * wj * (high - low) + low
         targets.append(round(value, decimals) if decimals is not None else value)
     return targets
+
+
+def round_conditions(normalized: Any, decimals: int) -> np.ndarray:
+    """The conditions written into training prompts: normalised rewards rounded to ``decimals`` (``np.round``,
+    i.e. ``rint(v * 10**decimals) / 10**decimals``), same shape."""
+    return np.round(np.asarray(normalized, dtype=float), decimals)
+
+
+def target_bounds(normalized: Any, decimals: int) -> list[tuple[float, float]]:
+    """``(r_min_j, r_max_j)`` of RiC's mapping: per objective, the range of the *rounded* normalised training
+    rewards ``(n, J)`` -- the smallest and largest condition the model saw (module docstring)."""
+    values = round_conditions(normalized, decimals)
+    return [(float(lo), float(hi)) for lo, hi in zip(values.min(0), values.max(0))]

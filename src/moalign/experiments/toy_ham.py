@@ -40,6 +40,7 @@ from moalign.core.ham import (
     normalize_log_likelihood,
     weighted_log_likelihood,
 )
+from moalign.core.normalization import fit_normalization, normalize
 from moalign.experiments.toy_problem import NUM_CONTEXTS, cell_widths, nearest_node, reward_functions
 
 PAPER_SCA_WEIGHTS = ((0.0, 1.0), (0.3, 0.7), (0.5, 0.5), (0.7, 0.3), (1.0, 0.0))  # HaM paper, J = 2
@@ -71,35 +72,32 @@ class PointwiseTables:
     """Sufficient statistics of a pointwise dataset on the (context node, action) grid.
 
     ``sums[j, c, a]``: (1/N) x the sum of the [0, 1]-mapped reward j over the rows in cell (c, a);
-    ``counts[c, a]``: fraction of rows in the cell; ``low``/``high``: the min-max map of the rewards;
+    ``counts[c, a]``: fraction of rows in the cell; ``low``/``spread``: the min-max map of the rewards;
     ``log_mu``: the uniform density's log-probabilities over the action grid (the initial policy).
     """
 
     sums: np.ndarray
     counts: np.ndarray
     low: np.ndarray
-    high: np.ndarray
+    spread: np.ndarray
     log_mu: np.ndarray
     num_rows: int
 
 
-def normalise_rewards(rewards: np.ndarray, low: np.ndarray | None = None,
-                      high: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Min-max map to [0, 1] per objective (fitted on ``rewards`` unless given), clipped; ``(mapped, low, high)``."""
-    low = rewards.min(0) if low is None else np.asarray(low, float)
-    high = rewards.max(0) if high is None else np.asarray(high, float)
-    return np.clip((rewards - low) / np.maximum(high - low, 1e-12), 0.0, 1.0), low, high
-
-
 def pointwise_tables(data: PointwiseData, num_actions: int, num_contexts: int = NUM_CONTEXTS) -> PointwiseTables:
-    """Cell sums of the [0, 1]-mapped rewards and cell counts, each divided by N."""
-    mapped, low, high = normalise_rewards(data.rewards)
+    """Cell sums of the [0, 1]-mapped rewards and cell counts, each divided by N.
+
+    The map is the HaM trainer's: a min-max fit on the training rewards (:func:`moalign.core.normalization.
+    fit_normalization`, offline rule: a constant objective raises), then clipped to [0, 1].
+    """
+    low, spread = fit_normalization(data.rewards, "minmax", "raise")
+    mapped = np.clip(normalize(data.rewards, low, spread), 0.0, 1.0)
     cell = nearest_node(data.x, num_contexts) * num_actions + nearest_node(data.y, num_actions)
     size, n = num_contexts * num_actions, len(data)
     sums = np.stack([np.bincount(cell, weights=mapped[:, j], minlength=size) for j in range(mapped.shape[1])])
     counts = np.bincount(cell, minlength=size).astype(np.float64)
     return PointwiseTables(sums.reshape(-1, num_contexts, num_actions) / n, counts.reshape(num_contexts, num_actions) / n,
-                           low, high, np.log(cell_widths(num_actions)), n)
+                           low, spread, np.log(cell_widths(num_actions)), n)
 
 
 def weighted_ll_of_probs(tables: PointwiseTables, probs: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@
 Offline, on the toy's pairwise rows ``(x, y, y', I1, I2)`` (``toy_problem.sample_preference_data``; the
 rows DPO and MOPO use), one policy per weight vector ``w = (w_1, w_2)``:
 
-* target objective ``k = argmax_j w_j`` (ties: objective 1) -- its BT labels ``I_k`` say which response
+* target objective ``k = argmax_j w_j`` (ties: objective 1; ``core.losses.modpo_target``, the trainer's default
+  rule) -- its BT labels ``I_k`` say which response
   wins; the other objective ``o`` enters as a margin from its TRUE reward ``r_o`` (eq. 15, raw: the
   labels were drawn from ``sigma(r_k(y) - r_k(y'))``, so the raw rewards are on the labels' scale);
 * loss ``L_MODPO = -log sigma((1/w_k) (beta [h(y_w) - h(y_l)] - w_o [r_o(y_w) - r_o(y_l)]))``
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from moalign.core.losses import modpo_loss
+from moalign.core.losses import modpo_loss, modpo_target
 from moalign.experiments.toy_policy import BatchedPolicy
 from moalign.experiments.toy_problem import (
     NUM_CONTEXTS,
@@ -34,9 +35,13 @@ from moalign.experiments.toy_problem import (
 
 
 def modpo_terms(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per weight vector: target objective index, its weight ``w_k`` and the margin weight ``w_o``."""
+    """Per weight vector: target objective index, its weight ``w_k`` and the margin weight ``w_o``.
+
+    The target is :func:`moalign.core.losses.modpo_target` without a named objective (the trainer's default):
+    the larger weight, ties to objective 1.
+    """
     weights = np.asarray(weights, float)
-    target = np.where(weights[:, 0] >= weights[:, 1], 0, 1)
+    target = modpo_target(weights)
     rows = np.arange(len(weights))
     return target, weights[rows, target], weights[rows, 1 - target]
 

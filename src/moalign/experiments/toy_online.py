@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from moalign.core.losses import dpo_loss
+from moalign.core.normalization import fit_normalization, normalize
 from moalign.core.pairs import weighted_pair_labels
 from moalign.data.conditioning import sample_quantized_dirichlet
 from moalign.experiments.toy_problem import (
@@ -94,22 +95,35 @@ def features(x: torch.Tensor, w1: torch.Tensor | None) -> torch.Tensor:
 # --------------------------------------------------------------------------- rewards and labels
 @dataclass
 class RewardScale:
-    """Per-objective affine map to [0, 1]: ``r~_k = (r_k - low_k) / (high_k - low_k)`` (min/max over the grid)."""
+    """Per-objective affine map to [0, 1]: ``r~_k = (r_k - low_k) / spread_k``, a min-max fit over the grid.
+
+    It is a fit, by the same function as the trainers' (:func:`moalign.core.normalization.fit_normalization`,
+    ``'minmax'``), but on the whole reward table of the evaluation grid (every context node x action) instead of
+    MO-ODPO's / P-MORL's first batch of the initial policy's samples: the toy knows its rewards, so the scale is
+    fixed before training and is the same for every method and seed. Neither objective is constant on the grid
+    (rule ``'raise'``).
+    """
 
     reward_set: str
     low: np.ndarray
-    high: np.ndarray
+    spread: np.ndarray
+
+    @property
+    def high(self) -> np.ndarray:
+        """The largest reward on the grid, ``low + spread``."""
+        return self.low + self.spread
 
     @classmethod
     def of(cls, reward_set: str, num_actions: int) -> RewardScale:
-        table = reward_tables(reward_set, context_grid(NUM_CONTEXTS), action_grid(num_actions))
-        return cls(reward_set, table.min(axis=(1, 2)), table.max(axis=(1, 2)))
+        table = reward_tables(reward_set, context_grid(NUM_CONTEXTS), action_grid(num_actions))  # (2, C, A)
+        low, spread = fit_normalization(table.reshape(table.shape[0], -1).T, "minmax", "raise")
+        return cls(reward_set, low, spread)
 
     def rewards(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Normalised true rewards ``(..., 2)`` at contexts ``x`` and responses ``y`` (same shape)."""
         r1, r2 = reward_functions(self.reward_set)
         raw = np.stack([np.broadcast_to(r1(x, y), np.shape(x)), np.broadcast_to(r2(x, y), np.shape(x))], -1)
-        return (raw - self.low) / (self.high - self.low)
+        return normalize(raw, self.low, self.spread)
 
 
 def pair_labels(rewards_1: np.ndarray, rewards_2: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

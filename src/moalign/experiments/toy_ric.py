@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from moalign.data.ric import preference_to_targets
+from moalign.core.normalization import fit_normalization, normalize
+from moalign.data.ric import preference_to_targets, round_conditions, target_bounds
 from moalign.experiments.toy_ham import PointwiseData
 from moalign.experiments.toy_problem import NUM_CONTEXTS, cell_widths, nearest_node
 
@@ -38,23 +39,29 @@ class RiCTables:
     counts: np.ndarray  # (U, A) rows per action, / N
     mean: np.ndarray
     std: np.ndarray
-    bounds: list[tuple[float, float]]  # range of the normalised training rewards (for the RiC mapping)
+    bounds: list[tuple[float, float]]  # range of the rounded normalised training rewards (the RiC mapping's)
     decimals: int
     num_contexts: int
 
 
 def ric_tables(data: PointwiseData, num_actions: int, decimals: int = 1,
                num_contexts: int = NUM_CONTEXTS) -> RiCTables:
-    """Z-score the rewards, round them to ``decimals`` (the bins), and count actions per (context, bin)."""
-    mean, std = data.rewards.mean(0), data.rewards.std(0)
-    normed = (data.rewards - mean) / np.maximum(std, 1e-12)
-    codes = np.rint(normed * 10 ** decimals).astype(np.int64)
+    """Z-score the rewards, round them to ``decimals`` (the bins), and count actions per (context, bin).
+
+    As the text trainer (``RewardConditioner.fit``): a z-score fit on the training rewards
+    (:func:`moalign.core.normalization.fit_normalization`, offline rule: a constant objective raises), the
+    conditions rounded by :func:`moalign.data.ric.round_conditions`, RiC's bounds from
+    :func:`moalign.data.ric.target_bounds` (the range of the rounded conditions).
+    """
+    mean, std = fit_normalization(data.rewards, "zscore", "raise")
+    normed = normalize(data.rewards, mean, std)
+    codes = np.rint(round_conditions(normed, decimals) * 10 ** decimals).astype(np.int64)
     node = nearest_node(data.x, num_contexts)
     keys, inverse = np.unique(np.column_stack([node, codes]), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     action = nearest_node(data.y, num_actions)
     counts = np.bincount(inverse * num_actions + action, minlength=keys.shape[0] * num_actions)
-    bounds = [(float(lo), float(hi)) for lo, hi in zip(normed.min(0), normed.max(0))]
+    bounds = target_bounds(normed, decimals)
     return RiCTables(keys[:, 0], keys[:, 1:] / 10 ** decimals,
                      counts.reshape(-1, num_actions).astype(np.float64) / len(data), mean, std, bounds, decimals,
                      num_contexts)

@@ -16,16 +16,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from moalign.core.soups import interpolate_parameters
 from moalign.experiments.toy_online import CondPolicy, cond_log_probs, features
 from moalign.experiments.toy_problem import NUM_CONTEXTS, context_grid
 
 
 def interpolate(specialists: CondPolicy, weights: np.ndarray) -> dict[str, torch.Tensor]:
-    """``theta(w) = sum_k w_k theta_k`` for every row of ``weights (W, K)``; a parameter stack with leading dim W."""
-    w = torch.as_tensor(np.asarray(weights, float), dtype=torch.float32)
-    if w.shape[1] != specialists.w1.shape[0]:
-        raise ValueError(f"need one weight per specialist ({specialists.w1.shape[0]}), got shape {tuple(w.shape)}")
-    return {name: torch.einsum("wk,k...->w...", w, p.detach()) for name, p in specialists.params().items()}
+    """``theta(w) = sum_k w_k theta_k`` for every row of ``weights (W, K)``; a parameter stack with leading dim W.
+
+    :func:`moalign.core.soups.interpolate_parameters`, the function the text soups (``SoupModel``) use.
+    """
+    return interpolate_parameters(specialists.params(), np.asarray(weights, float))
 
 
 @torch.no_grad()

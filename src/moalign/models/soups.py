@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from moalign.core.soups import interpolate_parameters
 from moalign.models.steering import validate_steering_weights
 
 __all__ = ["INTERPOLATIONS", "SOUP_CONFIG_FILE", "SoupModel", "SpecialistSpec", "interpolate_tensors",
@@ -85,14 +86,15 @@ def read_specialist(directory: str | os.PathLike) -> SpecialistSpec:
 
 
 def interpolate_tensors(tensors: Sequence[dict[str, torch.Tensor]], weights: Sequence[float]) -> dict[str, torch.Tensor]:
-    """``sum_k w_k T_k`` entry by entry; the K dicts must have the same keys and shapes."""
+    """``sum_k w_k T_k`` entry by entry (:func:`moalign.core.soups.interpolate_parameters`, the toy's function);
+    the K dicts must have the same keys and shapes."""
     keys = list(tensors[0])
     for k, t in enumerate(tensors[1:], start=1):
         if set(t) != set(keys) or any(t[name].shape != tensors[0][name].shape for name in keys):
             raise ValueError(f"specialist {k} has different adapter/head tensors than specialist 0; soups need "
                              "specialists of one architecture (same LoRA targets and ranks)")
-    return {name: sum(float(w) * t[name].float() for w, t in zip(weights, tensors)).to(tensors[0][name].dtype)
-            for name in keys}
+    stacked = {name: torch.stack([t[name] for t in tensors]) for name in keys}
+    return interpolate_parameters(stacked, [float(w) for w in weights])
 
 
 def is_soup_folder(directory: str | os.PathLike) -> bool:

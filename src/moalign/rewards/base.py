@@ -31,6 +31,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from moalign.core.normalization import NORMALIZATION_METHODS, fit_normalization, normalize
+
 Message = Mapping[str, Any]
 Conversation = Sequence[Message]
 TextOrChat = Union[str, Conversation]
@@ -319,11 +321,12 @@ class RewardNormalizer:
 
     Scores are arrays of shape ``(n,)`` for one objective or ``(n, K)`` for K objectives.
     ``objectives`` names the columns (used in error messages and saved with the statistics).
-    Transforming with unfitted statistics raises; so does fitting an objective whose scores are
-    all equal (zero variance / zero range), naming the objective.
+    Transforming with unfitted statistics raises. The statistics are :func:`moalign.core.normalization.fit_normalization`'s;
+    an objective whose scores are all equal raises, naming it (``zero_spread='raise'``, offline data), or gets
+    range 1 (``zero_spread='unit'``, the online methods' first-batch fit).
     """
 
-    METHODS = ("zscore", "minmax")
+    METHODS = NORMALIZATION_METHODS
 
     def __init__(self, method: str = "zscore", objectives: Sequence[str] | None = None) -> None:
         if method not in self.METHODS:
@@ -359,8 +362,12 @@ class RewardNormalizer:
             return self.objectives[k]
         return f"objective {k}"
 
-    def fit(self, scores: Any) -> RewardNormalizer:
-        """Fit the statistics on ``scores`` (shape ``(n,)`` or ``(n, K)``); returns ``self``."""
+    def fit(self, scores: Any, zero_spread: str = "raise") -> RewardNormalizer:
+        """Fit the statistics on ``scores`` (shape ``(n,)`` or ``(n, K)``); returns ``self``.
+
+        ``zero_spread``: what a constant objective gets (:mod:`moalign.core.normalization`): ``'raise'`` (offline
+        data: an error naming the objective) or ``'unit'`` (range 1, shift only: the online first-batch fits).
+        """
         arr, _ = self._as_matrix(scores, "RewardNormalizer.fit")
         n_objectives = arr.shape[1]
         if self.objectives is not None and len(self.objectives) != n_objectives:
@@ -368,18 +375,9 @@ class RewardNormalizer:
                 f"RewardNormalizer.fit: scores have {n_objectives} objective column(s) but objectives are "
                 f"{self.objectives}"
             )
-        if self.method == "zscore":
-            shift, scale = arr.mean(axis=0), arr.std(axis=0)
-        else:
-            shift, scale = arr.min(axis=0), arr.max(axis=0) - arr.min(axis=0)
-        for k in range(n_objectives):
-            if not scale[k] > 0:
-                kind = "zero variance" if self.method == "zscore" else "zero range (max == min)"
-                raise ValueError(
-                    f"RewardNormalizer.fit: objective {self._objective_name(k)!r} has {kind} over {arr.shape[0]} "
-                    f"scores (all equal to {arr[0, k]}); it cannot be normalised"
-                )
-        self.shift, self.scale, self.count = shift, scale, int(arr.shape[0])
+        names = [self._objective_name(k) for k in range(n_objectives)]
+        self.shift, self.scale = fit_normalization(arr, self.method, zero_spread, names, "RewardNormalizer.fit")
+        self.count = int(arr.shape[0])
         return self
 
     def _check_fitted(self, arr: np.ndarray, what: str) -> None:
@@ -395,7 +393,7 @@ class RewardNormalizer:
         """Normalised scores, same shape as the input."""
         arr, one_d = self._as_matrix(scores, "RewardNormalizer.transform")
         self._check_fitted(arr, "transform")
-        out = (arr - self.shift) / self.scale
+        out = normalize(arr, self.shift, self.scale)
         return out[:, 0] if one_d else out
 
     def fit_transform(self, scores: Any) -> np.ndarray:

@@ -158,16 +158,6 @@ def load_prompt_data(config: MOODPOConfig, path: str | None, max_rows: int | Non
 label_pairs = weighted_pair_labels  # eqs. 1-2 with the tie rule: core.pairs (the toy calls the same function)
 
 
-def fit_minmax(scores: np.ndarray, objectives: list[str]) -> RewardNormalizer:
-    """Min-max statistics per objective; an objective constant on the fitting sample gets range 1 (shift only)."""
-    normalizer = RewardNormalizer("minmax", objectives)
-    scores = np.asarray(scores, dtype=float)
-    normalizer.shift, normalizer.count = scores.min(axis=0), int(scores.shape[0])
-    spread = scores.max(axis=0) - scores.min(axis=0)
-    normalizer.scale = np.where(spread > 0, spread, 1.0)
-    return normalizer
-
-
 @dataclass
 class OnlinePairs:
     """One batch of labelled on-policy pairs: sequences ``[y_1 of every prompt, y_2 of every prompt]``."""
@@ -316,7 +306,8 @@ class MOODPOTrainer(MultiObjectiveTrainer):
         normalizer = self.normalizer
         if normalizer is None:
             gathered, _ = self.gather_rows(torch.from_numpy(raw))
-            normalizer = fit_minmax(gathered.numpy(), self.objectives)
+            # an objective constant on the first batch gets range 1 (zero_spread='unit', core.normalization)
+            normalizer = RewardNormalizer("minmax", self.objectives).fit(gathered.numpy(), zero_spread="unit")
             if mode == "train":
                 self.normalizer = normalizer
         return normalizer.transform(raw)

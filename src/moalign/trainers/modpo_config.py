@@ -32,7 +32,8 @@ class MODPOConfig(MultiObjectiveConfig):
     target_objective: str | None = field(
         default=None,
         metadata={"help": "Objective k whose `preference` labels are fitted (the DPO part); the other objectives "
-                  "enter as margins from `scores_a`/`scores_b`. Default: the first objective. Needs w_k > 0."},
+                  "enter as margins from `scores_a`/`scores_b`. Default: the objective with the largest weight "
+                  "(ties: the first; moalign.core.losses.modpo_target). Needs w_k > 0."},
     )
     beta: float = field(default=0.1, metadata={"help": "KL strength beta of the MODPO loss (as DPO's beta)."})
     margin_normalization: str = field(

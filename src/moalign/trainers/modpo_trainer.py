@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from moalign.core.losses import modpo_loss
+from moalign.core.losses import modpo_loss, modpo_target
 from moalign.rewards.base import RewardNormalizer
 from moalign.trainers.base_trainer import MultiObjectiveTrainer
 from moalign.trainers.collator import PairwiseCollator
@@ -53,15 +53,15 @@ class MODPOTrainer(MultiObjectiveTrainer):
         if len(config.weights) != len(self.objectives):
             raise ValueError(f"weights {config.weights} has {len(config.weights)} entries but the data has "
                              f"{len(self.objectives)} objectives {self.objectives}")
-        target = config.target_objective or self.objectives[0]
-        if target not in self.objectives:
-            raise ValueError(f"target_objective {target!r} is not one of the objectives {self.objectives}")
-        self.target = self.objectives.index(target)
+        named = config.target_objective
+        if named is not None and named not in self.objectives:
+            raise ValueError(f"target_objective {named!r} is not one of the objectives {self.objectives}")
+        try:  # the named objective, else the largest weight (core.losses.modpo_target, the toy's rule too)
+            self.target = int(modpo_target(config.weights, None if named is None else self.objectives.index(named)))
+        except ValueError as err:
+            raise ValueError(f"{err} (target_objective {named!r})") from err
         self.others = [k for k in range(len(self.objectives)) if k != self.target]
         self.target_weight = float(config.weights[self.target])
-        if not self.target_weight > 0:
-            raise ValueError(f"weights {config.weights}: the target objective {target!r} has weight 0; MODPO divides "
-                             "by w_k, choose another target_objective (one with w_k > 0)")
         self.margin_weights = torch.tensor([config.weights[k] for k in self.others], dtype=torch.float32)
         self.normalizer = self._fit_normalizer(self.train_dataset) if config.margin_normalization != "none" else None
 

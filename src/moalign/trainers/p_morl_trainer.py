@@ -129,9 +129,9 @@ class PMORLTrainer:
             texts = self.tokenizer.batch_decode(out[:, ids["input_ids"].shape[1]:], skip_special_tokens=True)
             originals += [row["original_prompt"]] * len(texts)
             completions += texts
-        from moalign.trainers.mo_odpo_trainer import fit_minmax  # MO-ODPO's rule: a constant objective gets range 1
-
-        return fit_minmax(WeightedSumReward(self.rewards).scores(originals, completions), self.objectives)
+        scores = WeightedSumReward(self.rewards).scores(originals, completions)
+        # MO-ODPO's rule: an objective constant on these first samples gets range 1 (core.normalization)
+        return RewardNormalizer("minmax", self.objectives).fit(scores, zero_spread="unit")
 
     def train(self, resume_from_checkpoint: Any = None) -> None:
         """Fit (or reload) the normaliser, save the conditioning, train with GRPO into ``output_dir``."""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from moalign.data.ric import preference_to_targets, render_reward_prompt
+from moalign.data.ric import preference_to_targets, render_reward_prompt, round_conditions, target_bounds
 from moalign.rewards.base import RewardNormalizer
 from moalign.trainers.base_trainer import MultiObjectiveTrainer
 from moalign.trainers.collator import PointwiseCollator
@@ -44,13 +44,12 @@ class RewardConditioner:
     def fit(cls, scores: Any, objectives: list[str], method: str = "zscore", decimals: int = 1
             ) -> RewardConditioner:
         normalizer = RewardNormalizer(method, objectives).fit(scores)
-        values = np.round(normalizer.transform(scores), decimals)
-        return cls(normalizer, [(float(lo), float(hi)) for lo, hi in zip(values.min(0), values.max(0))], decimals)
+        return cls(normalizer, target_bounds(normalizer.transform(scores), decimals), decimals)
 
     def targets_for_scores(self, scores: Any) -> list[float]:
         """The normalised, rounded rewards of one row's raw scores (what training writes into its prompt)."""
         normalized = self.normalizer.transform(np.asarray([scores], dtype=float))[0]
-        return [round(float(v), self.decimals) for v in normalized]
+        return [float(v) for v in round_conditions(normalized, self.decimals)]
 
     def prompt_for_scores(self, prompt: Any, scores: Any) -> Any:
         return render_reward_prompt(prompt, self.targets_for_scores(scores), self.decimals, len(self.bounds))
