@@ -203,3 +203,36 @@ def test_moalign_serve_command(folders, reference):
         proc.terminate()
         out = proc.communicate(timeout=30)[0]
     assert "moalign serve: mopo model 'mopo_lr'" in out
+
+
+@pytest.mark.parametrize("name,weights", [("p_morl", (0.4, 0.6)), ("soup", (0.3, 0.7)), ("sca", (0.3, 0.7)),
+                                          ("modpo", (0.6, 0.4)), ("ric", (0.6, 0.4))])
+def test_every_family_answers_as_generate(folders, name, weights):
+    """Soups, SCA between heads, MODPO's nearest model (with its note), the conditioned methods."""
+    policy = load_policy(folders[name])
+    messages = [{"role": "system", "content": "be kind"}, {"role": "user", "content": PROMPTS[0]}]
+    prompt = messages if policy.family.use_chat_template else "".join(m["content"] for m in messages)
+    want = policy.generate([prompt], weights, max_new_tokens=6, precision="fp32")[0]
+    with running_server(folders[name]) as (url, _):
+        status, body = request(url, "/v1/chat/completions", {"messages": messages, "weights": list(weights),
+                                                             "max_tokens": 6})
+    assert status == 200, body
+    assert body["choices"][0]["message"]["content"] == want
+    if name in ("modpo", "sca"):
+        assert body["moalign"]["note"]  # the nearest trained model / the two steered heads are named
+
+
+def test_model_without_chat_template_continues_the_contents(tiny_base, tmp_path):
+    """A model trained on raw text (no chat template) continues the messages' contents joined, as its exported
+    chat template renders them."""
+    from tests.inference.conftest import OBJECTIVES, save_multihead
+
+    folder = save_multihead(tmp_path / "raw", tiny_base, OBJECTIVES, "mopo", 7, chat=False)
+    policy = load_policy(folder)
+    assert not policy.family.use_chat_template
+    messages = [{"role": "system", "content": "be kind . "}, {"role": "user", "content": PROMPTS[0]}]
+    want = policy.generate(["be kind . " + PROMPTS[0]], (0.7, 0.3), max_new_tokens=6, precision="fp32")[0]
+    with running_server(folder) as (url, _):
+        status, body = request(url, "/v1/chat/completions", {"messages": messages, "weights": [0.7, 0.3],
+                                                             "max_tokens": 6})
+    assert status == 200 and body["choices"][0]["message"]["content"] == want

@@ -44,13 +44,14 @@ import math
 import threading
 import time
 import uuid
-import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt
+
+from moalign.data.prompts import has_chat_template
 
 #: a JSON number (not a string or a boolean that pydantic would otherwise convert)
 Number = Annotated[float, Strict()]
@@ -219,12 +220,15 @@ class PolicyServer:
                                f"{self.max_prompt_chars} (--max_prompt_chars)", "messages")
         if not any(m.text().strip() for m in request.messages):
             raise RequestError("the messages are empty", "messages")
-        from moalign.data.prompts import has_chat_template
-
-        if self.policy.family.use_chat_template and has_chat_template(self.policy.tokenizer):
+        if self.templated:
             return [{"role": m.role, "content": m.text()} for m in request.messages]
         # trained on raw text: the model continues the contents, as the exported chat template renders them
         return "".join(m.text() for m in request.messages)
+
+    @property
+    def templated(self) -> bool:
+        """Whether prompts go through the chat template (as in training; then no special tokens are added)."""
+        return self.policy.family.use_chat_template and has_chat_template(self.policy.tokenizer)
 
     def _settings(self, request: ChatRequest) -> tuple[int, float, float, int]:
         """``(max_tokens, temperature, top_p, seed)`` of a request, checked against the server's limits."""
@@ -264,11 +268,12 @@ class PolicyServer:
         max_tokens, temperature, top_p, seed = self._settings(request)
         weights = self._weights(request)
         prompt = self._prompt(request)
-        add_special = not (self.policy.family.use_chat_template and _has_template(self.policy.tokenizer))
-        with self.lock, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
+        tokenizer = self.policy.tokenizer
+        # everything that touches the model or the tokenizer runs under the lock: generation pads the tokenizer
+        # on the left for its call, and a fast tokenizer must not be re-configured while another thread encodes
+        with self.lock:
             try:
-                prompt_text = self.policy.prompt_texts([prompt], weights, divergence=self.divergence)[0]
+                rendered_prompt = self.policy.prompt_texts([prompt], weights, divergence=self.divergence)[0]
                 completions, finished = self.policy.generate(
                     [prompt], weights, max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                     divergence=self.divergence, batch_size=1, precision=self.precision, return_finished=True)
@@ -277,11 +282,11 @@ class PolicyServer:
             note = self.policy.last_note
             described = self.policy.describe(weights)
             self.requests_served += 1
-        tokenizer = self.policy.tokenizer
-        prompt_tokens = len(tokenizer(prompt_text, add_special_tokens=add_special)["input_ids"])
-        text, ended = completions[0], finished[0]
-        # cut at max_tokens: exactly max_tokens new tokens; ended: the completion's tokens and the stop token
-        completion_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1 if ended else max_tokens
+            prompt_tokens = len(tokenizer(rendered_prompt, add_special_tokens=not self.templated)["input_ids"])
+            text, ended = completions[0], finished[0]
+            # cut at max_tokens: exactly max_tokens new tokens; ended: the completion's tokens and the stop token
+            completion_tokens = (len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1 if ended
+                                 else max_tokens)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": self.model_id,
@@ -290,14 +295,8 @@ class PolicyServer:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
             "moalign": {"weights": list(weights), "weight_names": list(self.policy.weight_names),
-                        "policy": described, "note": note or next((str(w.message) for w in caught), None)},
+                        "policy": described, "note": note},
         }
-
-
-def _has_template(tokenizer: Any) -> bool:
-    from moalign.data.prompts import has_chat_template
-
-    return has_chat_template(tokenizer)
 
 
 def page_html() -> str:
