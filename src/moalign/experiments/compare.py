@@ -77,7 +77,7 @@ class CompareConfig:
                 "Changing it (or eval_max_new_tokens) on an existing --out re-evaluates the finished methods from "
                 "their saved models without retraining."})
     modpo_weights: list[float] = field(default_factory=lambda: [0.8, 0.5, 0.2], metadata={
-        "help": "MODPO trains one model per weight vector: w1 on the first (target) objective, 1-w1 split evenly "
+        "help": "MODPO trains one model per weight vector: w1 on the first objective, 1-w1 split evenly "
                 "over the others ((w1, 1-w1) with two objectives); under the budget only these few, each with "
                 "budget / len(weights) tokens."})
     curve_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5], metadata={

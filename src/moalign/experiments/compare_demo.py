@@ -141,8 +141,11 @@ def method_args(method: str, config: CompareConfig, paths: dict[str, Any], outpu
         extra = dict(dataset_path=paths["pairs"], tau=d.tau, lower_bound_eps=d.lower_bound_eps,
                      threshold_rule=d.threshold_rule, constraint_estimator=d.constraint_estimator,
                      lag_steps=d.lag_steps, head_type=d.head_type)
-    elif method == "modpo":
-        extra = dict(dataset_path=paths["pairs"], weights=weights)
+    elif method == "modpo":  # modpo_weights sweep the first objective's weight: it is the named target
+        from moalign.rewards.registry import reward_spec_names
+
+        extra = dict(dataset_path=paths["pairs"], weights=weights,
+                     target_objective=reward_spec_names(list(config.reward_functions))[0])
     elif method in POINTWISE:
         extra = dict(dataset_path=paths["points"])
     else:
@@ -153,8 +156,9 @@ def method_args(method: str, config: CompareConfig, paths: dict[str, Any], outpu
 
 
 def modpo_weight_vector(w1: float, num_objectives: int) -> list[float]:
-    """MODPO's weight vector of one ``modpo_weights`` entry: ``w1`` on the first (target) objective, the rest
-    ``1 - w1`` split evenly over the other ``num_objectives - 1`` (two objectives: ``(w1, 1 - w1)``)."""
+    """MODPO's weight vector of one ``modpo_weights`` entry: ``w1`` on the first objective, the rest ``1 - w1``
+    split evenly over the other ``num_objectives - 1`` (two objectives: ``(w1, 1 - w1)``). The target objective
+    follows MODPO's own rule (the trainer's ``target_objective`` default)."""
     if not 0 < w1 <= 1 or num_objectives < 2:
         raise ValueError(f"modpo weight w1 must be in (0, 1] with >= 2 objectives, got {w1} for {num_objectives}")
     return [float(w1)] + [(1.0 - w1) / (num_objectives - 1)] * (num_objectives - 1)
@@ -240,16 +244,16 @@ def method_policies(method: str, config: CompareConfig, record: dict[str, Any], 
         return [(multihead(d), [(Policy.as_is(f"modpo[{','.join(f'{v:g}' for v in w)}]"), None, w)])
                 for d, w in zip(models, record["modpo_weights"])]
     if method == "mo_odpo":
-        from moalign.trainers.mo_odpo_trainer import load_conditioning
+        from moalign.data.conditioning import load_conditioning
 
-        spec = load_conditioning(models[0])
+        spec = load_conditioning(models[0], "mo_odpo")
         return [(multihead(models[0]), [(Policy.conditioned(w, spec), None, list(w)) for w in grid])]
     if method == "p_morl":
         from peft import PeftModel
 
-        from moalign.trainers.p_morl_trainer import load_conditioning
+        from moalign.data.conditioning import load_conditioning
 
-        spec = load_conditioning(models[0])
+        spec = load_conditioning(models[0], "p_morl")
         return [(lambda: PeftModel.from_pretrained(base(), str(models[0])),
                  [(Policy.conditioned(w, spec), None, list(w)) for w in grid])]
     if method in SOUPS:
@@ -293,7 +297,7 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
     from moalign.eval.generate import generate_completions
     from moalign.eval.policies import Policy
     from moalign.rewards.labelling import score_completions
-    from moalign.trainers.mo_odpo_trainer import resolve_rewards, reward_spec_names
+    from moalign.rewards.registry import resolve_rewards, reward_spec_names
     from moalign.trainers.registry import available_methods
 
     import torch
