@@ -379,7 +379,10 @@ class BackgroundServer:
 def build_server(config: ServeConfig) -> PolicyServer:
     """Load the folder named by ``config`` (model and tokenizer, once) as a :class:`PolicyServer`."""
     from moalign.inference.policy import load_policy
+    from moalign.models.steering import parse_divergence
 
+    if config.divergence is not None:
+        parse_divergence(config.divergence)  # a wrong name fails at start-up, not in every request
     server = PolicyServer(load_policy(config.model), max_prompt_chars=config.max_prompt_chars,
                           max_new_tokens_limit=config.max_new_tokens_limit, divergence=config.divergence,
                           precision=config.precision)
