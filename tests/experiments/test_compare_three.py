@@ -89,7 +89,7 @@ def _direct(model, policies, prompts, tiny: Path) -> np.ndarray:
     """Scores of ``policies`` on ``prompts`` by moalign's evaluation API (not the comparison's code)."""
     from moalign.eval.evaluate import EvalConfig, evaluate_policies
     from moalign.models import load_tokenizer
-    from moalign.trainers.mo_odpo_trainer import resolve_rewards
+    from moalign.rewards.registry import resolve_rewards
 
     config = EvalConfig(max_new_tokens=4, do_sample=False, batch_size=64, use_chat_template=False, progress=False,
                         bootstrap_samples=10, num_clusters=1)

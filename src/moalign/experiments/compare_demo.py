@@ -157,8 +157,8 @@ def method_args(method: str, config: CompareConfig, paths: dict[str, Any], outpu
 
 def modpo_weight_vector(w1: float, num_objectives: int) -> list[float]:
     """MODPO's weight vector of one ``modpo_weights`` entry: ``w1`` on the first objective, the rest ``1 - w1``
-    split evenly over the other ``num_objectives - 1`` (two objectives: ``(w1, 1 - w1)``). The target objective
-    follows MODPO's own rule (the trainer's ``target_objective`` default)."""
+    split evenly over the other ``num_objectives - 1`` (two objectives: ``(w1, 1 - w1)``); the first objective is
+    named MODPO's target (:func:`method_args`)."""
     if not 0 < w1 <= 1 or num_objectives < 2:
         raise ValueError(f"modpo weight w1 must be in (0, 1] with >= 2 objectives, got {w1} for {num_objectives}")
     return [float(w1)] + [(1.0 - w1) / (num_objectives - 1)] * (num_objectives - 1)

@@ -65,7 +65,7 @@ def settings_path(config: Any) -> Path | None:
 def tuned_overrides(config: Any) -> dict[str, dict[str, float]]:
     """Per-method chosen settings of the tuning file (empty without one). A file made for other objectives is
     refused when named explicitly and ignored otherwise (a packaged file serves its own objectives only)."""
-    from moalign.trainers.mo_odpo_trainer import reward_spec_names
+    from moalign.rewards.registry import reward_spec_names
 
     path = settings_path(config)
     if path is None:
@@ -116,7 +116,7 @@ def run_tuning(config: Any, out: Path, source: Any = None) -> dict[str, Any]:
     from moalign.experiments.compare_report import shared_reference, write_json
     from moalign.models import load_tokenizer
     from moalign.rewards.labelling import score_completions
-    from moalign.trainers.mo_odpo_trainer import resolve_rewards, reward_spec_names
+    from moalign.rewards.registry import resolve_rewards, reward_spec_names
     from moalign.trainers.registry import available_methods, get_method
 
     start = time.time()
