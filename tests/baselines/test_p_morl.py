@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from moalign.data.conditioning import parse_conditioned_prompt
+from moalign.data.conditioning import load_conditioning, parse_conditioned_prompt
 from moalign.models.testing import make_tiny_tokenizer
 from moalign.rewards.base import CallableReward, RewardNormalizer
-from moalign.trainers.p_morl_trainer import WeightedSumReward, load_conditioning
+from moalign.trainers.p_morl_trainer import WeightedSumReward
 from tests.baselines.scripted_rewards import brevity, count_good
 from tests.baselines.test_rewarded_soups import REWARDS
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl
@@ -50,7 +50,7 @@ def test_train_p_morl_through_the_cli(tmp_path):
     assert main(["train", "p_morl", "--config", str(config)]) == 0
     out = tmp_path / "out"
     assert (out / "adapter_config.json").is_file()
-    spec = load_conditioning(out)
+    spec = load_conditioning(out, "p_morl")
     assert spec.objectives == ("good", "short")
     saved = json.loads((out / "p_morl_conditioning.json").read_text())
     assert saved["normalizer"]["method"] == "minmax"

@@ -14,8 +14,8 @@ import pytest
 
 from moalign.data import DatasetValidationError, load_multi_objective
 from moalign.data.encoding import check_utf8, first_undecodable
+from moalign.data.prompt_data import load_prompt_data
 from moalign.eval.run import read_prompts
-from moalign.trainers.mo_odpo_trainer import load_prompt_data
 
 ROW = {"prompt": "Hi?", "completion_a": "Hello!", "completion_b": "Go away.", "preference": [1.0, 0.5]}
 BAD_LINE = 3000  # 1-based; ~250 KB in, far beyond any decoder buffer

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from moalign.cli.main import main, parse_config
+from moalign.data.conditioning import load_conditioning
 from moalign.trainers.mo_odpo_config import MOODPOConfig
-from moalign.trainers.mo_odpo_trainer import load_conditioning
 from moalign.trainers.run import train_method
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 from tests.trainers.test_mo_odpo_trainer import PROMPTS
@@ -38,7 +38,7 @@ def test_train_through_the_cli(files):
     state = torch.load(out / "mo_odpo_state.pt", weights_only=False)
     assert state["method"] == "mo_odpo" and state["objectives"] == ["charsum", "length"]
     assert state["normalizer"]["method"] == "minmax"
-    spec = load_conditioning(out)
+    spec = load_conditioning(out, "mo_odpo")
     assert spec.objectives == ("charsum", "length") and spec.template.begin == "[Begin System Instruction]"
     assert (out / "checkpoint-2" / "mo_odpo_conditioning.json").is_file()
 

@@ -83,7 +83,7 @@ def label_options(config: Any) -> dict[str, Any]:
 def run_label(config: LabelConfig) -> Any:
     """Label ``config.data`` with ``config.rewards`` and write ``config.out``; returns the labelled dataset."""
     from moalign.data.label import check_output_path, label_file, write_dataset
-    from moalign.trainers.mo_odpo_trainer import resolve_rewards
+    from moalign.rewards.registry import resolve_rewards
 
     check_output_path(config.out, config.data)  # before the (possibly long) scoring
     reward_fns = resolve_rewards(list(config.rewards))

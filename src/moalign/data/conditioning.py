@@ -33,10 +33,13 @@ with. The function names of this module are a stable interface.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -306,3 +309,31 @@ class ConditioningSpec:
             raise ValueError(f"conditioning spec has unknown keys {sorted(unknown)}")
         return cls(tuple(data["objectives"]), ConditioningTemplate.from_dict(data.get("template")),
                    bool(data.get("as_chat", False)))
+
+    @classmethod
+    def from_saved(cls, payload: Mapping[str, Any]) -> ConditioningSpec:
+        """The spec of a saved conditioning file: its spec keys; the trainer's other keys (normaliser, ...) ignored."""
+        return cls.from_dict({k: payload[k] for k in ("objectives", "template", "as_chat")})
+
+
+CONDITIONING_FILES = {"mo_odpo": "mo_odpo_conditioning.json", "p_morl": "p_morl_conditioning.json",
+                      "ric": "ric_conditioning.json"}
+"""The file a prompt-conditioned method writes next to its trained model: how prompts are conditioned. MO-ODPO and
+P-MORL: a :class:`ConditioningSpec` (plus their reward normaliser); RiC: its ``RewardConditioner`` (reward
+targets, :mod:`moalign.data.ric`)."""
+
+
+def conditioning_file(method: str) -> str:
+    """The conditioning file name of ``method`` (:data:`CONDITIONING_FILES`)."""
+    if method not in CONDITIONING_FILES:
+        raise ValueError(f"{method!r} writes no conditioning file; methods that do: {sorted(CONDITIONING_FILES)}")
+    return CONDITIONING_FILES[method]
+
+
+def load_conditioning(directory: str | os.PathLike, method: str) -> ConditioningSpec:
+    """The :class:`ConditioningSpec` a saved MO-ODPO or P-MORL model was trained with (for ``Policy.conditioned``)."""
+    if method == "ric":
+        raise ValueError("RiC conditions on reward targets, not weights: load moalign.trainers.ric_trainer."
+                         "RewardConditioner from its folder")
+    path = Path(directory) / conditioning_file(method)
+    return ConditioningSpec.from_saved(json.loads(path.read_text(encoding="utf-8")))

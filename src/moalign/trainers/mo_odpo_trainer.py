@@ -36,7 +36,6 @@ See docs/mo_odpo.md.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import time
@@ -48,113 +47,24 @@ import torch
 
 from moalign.core.losses import dpo_loss
 from moalign.core.pairs import weighted_pair_labels
-from moalign.data.conditioning import ConditioningSpec, ConditioningTemplate, sample_quantized_dirichlet
-from moalign.data.encoding import check_utf8
+from moalign.data.conditioning import (
+    ConditioningSpec,
+    ConditioningTemplate,
+    conditioning_file,
+    sample_quantized_dirichlet,
+)
 from moalign.data.prompts import has_chat_template, render_prompt
 from moalign.models.multihead import eval_mode
 from moalign.rewards.base import CallableReward, RewardFunction, RewardNormalizer
 from moalign.rewards.labelling import score_completions
+from moalign.rewards.registry import resolve_rewards
 from moalign.trainers.base_trainer import MultiObjectiveTrainer, unwrap_multihead
 from moalign.trainers.collator import PromptCollator, SequenceCollator
 from moalign.trainers.mo_odpo_config import MOODPOConfig
 
-CONDITIONING_FILE = "mo_odpo_conditioning.json"
 
 
-# ---------------------------------------------------------------------------------------------- data and rewards
-@dataclass
-class PromptDataset:
-    """Prompt-only training data (a ``datasets.Dataset`` with a ``prompt`` column) and its objectives."""
-
-    dataset: Any
-    objectives: list[str]
-    kind: str = "prompts"
-
-
-def _split_spec(full: str) -> tuple[str, str]:
-    name, sep, spec = full.partition("=")
-    return (name, spec) if sep and name.replace("-", "_").isidentifier() else ("", full)
-
-
-def reward_spec_names(specs: list[str]) -> list[str]:
-    """The objective names of reward specs, without building them (``name=`` prefix, else the spec's own name)."""
-    names = []
-    for full in specs:
-        name, spec = _split_spec(full)
-        if not name:
-            name = spec.rstrip("/").split("/")[-1] if spec.startswith("hf:") else spec.rsplit(":", 1)[-1]
-        names.append(name)
-    return names
-
-
-def resolve_rewards(specs: list[str]) -> list[RewardFunction]:
-    """Reward functions of specs: ``moalign.rewards.registry`` names, or ``py:<module>:<callable>``.
-
-    A ``py:`` callable is either a factory returning a :class:`RewardFunction` when called without arguments
-    (a class or function) or a reward callable ``f(prompts, completions) -> scores`` itself.
-    """
-    from moalign.rewards.registry import resolve_reward_functions
-
-    functions: list[RewardFunction] = []
-    for full, name in zip(specs, reward_spec_names(specs)):
-        _, spec = _split_spec(full)
-        if spec.startswith("py:"):
-            module, _, attribute = spec[3:].partition(":")
-            try:
-                target = getattr(importlib.import_module(module), attribute)
-            except (ImportError, AttributeError) as err:
-                raise ValueError(f"reward {full!r}: cannot import {spec[3:]!r} ({err})") from err
-            made = target() if isinstance(target, type) else target
-            function = made if isinstance(made, RewardFunction) else CallableReward(made, name=name)
-        else:
-            function = resolve_reward_functions([spec])[0]
-        function.name = name
-        functions.append(function)
-    return functions
-
-
-def load_prompt_data(config: MOODPOConfig, path: str | None, max_rows: int | None = None) -> PromptDataset | None:
-    """Prompts of a JSONL/Parquet/CSV file or saved dataset (a ``prompt`` column; other columns are ignored).
-
-    Without ``path``, ``config.dataset_recipe`` (a hub recipe of :mod:`moalign.data.hub`) gives the distinct
-    prompts of its rows, in order. Neither: None.
-    """
-    import datasets
-
-    if path is None and config.dataset_recipe is not None:
-        from moalign.data import hub
-
-        loaders = {"hh-rlhf": hub.load_hh_rlhf, "summarize_from_feedback": hub.load_summarize_from_feedback,
-                   "pku-saferlhf": hub.load_pku_saferlhf}
-        if config.dataset_recipe not in loaders:
-            raise ValueError(f"unknown dataset_recipe {config.dataset_recipe!r}; known: {sorted(loaders)}")
-        rows, _report = loaders[config.dataset_recipe](config.dataset_split)
-        seen: dict[str, Any] = {}
-        for prompt in rows.dataset["prompt"]:
-            seen.setdefault(json.dumps(prompt, sort_keys=True), prompt)
-        data = datasets.Dataset.from_dict({"prompt": list(seen.values())})
-    elif path is None:
-        return None
-    elif os.path.isdir(path):
-        data = datasets.load_from_disk(path)
-    else:
-        suffix = os.path.splitext(path)[1].lower()
-        builder = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(suffix)
-        if builder is None:
-            raise ValueError(f"{path}: prompt data must be .jsonl, .parquet, .csv or a saved dataset folder")
-        if builder != "parquet":
-            check_utf8(path)  # datasets' own decode error names neither the file nor the line
-        data = datasets.load_dataset(builder, data_files=path, split="train")
-    if "prompt" not in data.column_names:
-        raise ValueError(f"{path}: prompt data needs a 'prompt' column, got {data.column_names}")
-    if len(data) == 0:
-        raise ValueError(f"{path}: no prompts")
-    data = data.select_columns(["prompt"])
-    if max_rows is not None:
-        data = data.select(range(min(max_rows, len(data))))
-    return PromptDataset(data, reward_spec_names(list(config.reward_functions or [])))
-
-
+# ---------------------------------------------------------------------------------------------- labels
 label_pairs = weighted_pair_labels  # eqs. 1-2 with the tie rule: core.pairs (the toy calls the same function)
 
 
@@ -184,7 +94,7 @@ class MOODPOTrainer(MultiObjectiveTrainer):
     Args:
         model: a ``MultiHeadCausalLM`` with one head (``moalign train mo_odpo`` builds head ``policy``).
         args: :class:`~moalign.trainers.mo_odpo_config.MOODPOConfig`.
-        train_dataset / eval_dataset: prompts (a :class:`PromptDataset` or a ``datasets.Dataset`` with a
+        train_dataset / eval_dataset: prompts (a :class:`~moalign.data.prompt_data.PromptDataset` or a ``datasets.Dataset`` with a
             ``prompt`` column, text or chat messages).
         objectives: objective names; default: the reward functions' names.
         processing_class: the tokenizer.
@@ -409,16 +319,9 @@ class MOODPOTrainer(MultiObjectiveTrainer):
 
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
         super()._save(output_dir, state_dict)
-        path = os.path.join(output_dir or self.args.output_dir, CONDITIONING_FILE)
+        path = os.path.join(output_dir or self.args.output_dir, conditioning_file("mo_odpo"))
         with open(path, "w") as handle:
             json.dump({**self.conditioning.to_dict(), "condition_prompt": self.args.condition_prompt,
                        "fixed_weights": self.args.fixed_weights,
                        "normalizer": self.normalizer.to_dict() if self.normalizer is not None else None},
                       handle, indent=2)
-
-
-def load_conditioning(directory: str | os.PathLike) -> ConditioningSpec:
-    """The :class:`ConditioningSpec` a saved MO-ODPO model was trained with (for ``Policy.conditioned``)."""
-    with open(os.path.join(directory, CONDITIONING_FILE)) as handle:
-        data = json.load(handle)
-    return ConditioningSpec.from_dict({k: data[k] for k in ("objectives", "template", "as_chat")})

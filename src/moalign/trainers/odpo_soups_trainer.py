@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from moalign.rewards.registry import reward_spec_names
 from moalign.trainers.odpo_soups_config import ODPOSoupsConfig
 from moalign.trainers.soup_base import SoupTrainer
 
@@ -24,8 +25,6 @@ class ODPOSoupsTrainer(SoupTrainer):
 
     def __init__(self, model: Any = None, args: ODPOSoupsConfig | None = None, train_dataset: Any = None,
                  eval_dataset: Any = None, processing_class: Any = None, **kwargs: Any) -> None:
-        from moalign.trainers.mo_odpo_trainer import reward_spec_names
-
         if args is None or processing_class is None:
             raise ValueError(f"{type(self).__name__} needs args and processing_class")
         del model, train_dataset  # each specialist is its own mo_odpo run from the base model

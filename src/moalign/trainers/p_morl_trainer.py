@@ -8,25 +8,28 @@ min-max normalised (statistics of the initial policy's samples, frozen). The dat
 ``original_prompt`` columns, which TRL hands to :class:`WeightedSumReward` as keyword arguments.
 
 Output: a PEFT adapter folder (the policy) with ``p_morl_conditioning.json`` (the conditioning spec and the
-normaliser), read by :func:`load_conditioning` for ``Policy.conditioned`` at evaluation.
+normaliser), read by :func:`moalign.data.conditioning.load_conditioning` for ``Policy.conditioned`` at evaluation.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from moalign.data.conditioning import ConditioningSpec, ConditioningTemplate, sample_quantized_dirichlet
+from moalign.data.conditioning import (
+    ConditioningSpec,
+    ConditioningTemplate,
+    conditioning_file,
+    sample_quantized_dirichlet,
+)
 from moalign.rewards.base import RewardFunction, RewardNormalizer
+from moalign.rewards.registry import resolve_rewards
 from moalign.trainers.p_morl_config import PMORLConfig
-from moalign.trainers.rl_common import as_policy_prompt, require_rewards, train_grpo, use_chat
-
-CONDITIONING_FILE = "p_morl_conditioning.json"
+from moalign.trainers.rl_common import require_rewards, train_grpo, use_chat
 
 
 class WeightedSumReward:
@@ -57,12 +60,6 @@ class WeightedSumReward:
         return (w * self.scores(list(original_prompt), list(completions))).sum(axis=1).tolist()
 
 
-def load_conditioning(directory: str | os.PathLike) -> ConditioningSpec:
-    """The :class:`ConditioningSpec` a saved P-MORL policy was trained with (for ``Policy.conditioned``)."""
-    data = json.loads((Path(directory) / CONDITIONING_FILE).read_text())
-    return ConditioningSpec.from_dict({k: data[k] for k in ("objectives", "template", "as_chat")})
-
-
 class PMORLTrainer:
     """Build the conditioned prompt dataset, fit the normaliser, train one policy with GRPO on ``w^T r``."""
 
@@ -73,8 +70,6 @@ class PMORLTrainer:
 
     def __init__(self, model: Any = None, args: PMORLConfig | None = None, train_dataset: Any = None,
                  eval_dataset: Any = None, processing_class: Any = None, **kwargs: Any) -> None:
-        from moalign.trainers.mo_odpo_trainer import resolve_rewards
-
         if args is None or train_dataset is None or processing_class is None:
             raise ValueError(f"{type(self).__name__} needs args, train_dataset (prompts) and processing_class")
         del model  # TRL wraps a fresh base model with the LoRA adapter
@@ -135,7 +130,7 @@ class PMORLTrainer:
 
     def train(self, resume_from_checkpoint: Any = None) -> None:
         """Fit (or reload) the normaliser, save the conditioning, train with GRPO into ``output_dir``."""
-        path = Path(self.args.output_dir) / CONDITIONING_FILE
+        path = Path(self.args.output_dir) / conditioning_file("p_morl")
         if path.is_file():  # a resumed run keeps its frozen statistics
             saved = json.loads(path.read_text())["normalizer"]
             normalizer = RewardNormalizer.from_dict(saved, str(path)) if saved is not None else None

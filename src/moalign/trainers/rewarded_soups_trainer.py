@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from moalign.rewards.registry import resolve_rewards
 from moalign.trainers.rewarded_soups_config import RewardedSoupsConfig
 from moalign.trainers.rl_common import as_policy_prompt, is_finished, require_rewards, train_grpo, use_chat
 from moalign.trainers.soup_base import SoupTrainer, specialist_dirs
@@ -31,8 +32,6 @@ class RewardedSoupsTrainer(SoupTrainer):
 
     def __init__(self, model: Any = None, args: RewardedSoupsConfig | None = None, train_dataset: Any = None,
                  eval_dataset: Any = None, processing_class: Any = None, **kwargs: Any) -> None:
-        from moalign.trainers.mo_odpo_trainer import resolve_rewards
-
         if args is None or train_dataset is None or processing_class is None:
             raise ValueError(f"{type(self).__name__} needs args, train_dataset (prompts) and processing_class")
         del model  # each specialist starts from a fresh base model (module docstring)

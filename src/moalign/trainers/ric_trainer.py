@@ -22,14 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from moalign.data.conditioning import conditioning_file
 from moalign.data.ric import preference_to_targets, render_reward_prompt, round_conditions, target_bounds
 from moalign.rewards.base import RewardNormalizer
 from moalign.trainers.base_trainer import MultiObjectiveTrainer
 from moalign.trainers.collator import PointwiseCollator
 from moalign.trainers.ham_trainer import pointwise_dataset
 from moalign.trainers.ric_config import RiCConfig
-
-CONDITIONING_FILE = "ric_conditioning.json"
 
 
 @dataclass
@@ -73,7 +72,7 @@ class RewardConditioner:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> RewardConditioner:
-        path = os.path.join(directory, CONDITIONING_FILE)
+        path = os.path.join(directory, conditioning_file("ric"))
         with open(path) as handle:
             return cls.from_dict(json.load(handle), source=path)
 
@@ -140,6 +139,6 @@ class RiCTrainer(MultiObjectiveTrainer):
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
         super()._save(output_dir, state_dict)
         if self.conditioner is not None:
-            path = os.path.join(output_dir or self.args.output_dir, CONDITIONING_FILE)
+            path = os.path.join(output_dir or self.args.output_dir, conditioning_file("ric"))
             with open(path, "w") as handle:
                 json.dump(self.conditioner.to_dict(), handle, indent=2)

@@ -50,7 +50,7 @@ def load_training_data(config: MultiObjectiveConfig, kind: str = "pairwise") -> 
     A local ``dataset_path`` with ``label_rewards`` is labelled first (:func:`load_local_data`).
     """
     if kind == "prompts":  # online methods: prompts only, objectives named by the reward functions
-        from moalign.trainers.mo_odpo_trainer import load_prompt_data
+        from moalign.data.prompt_data import load_prompt_data
 
         if config.dataset_path is None and config.dataset_recipe is None:
             raise ValueError("set dataset_path (a file or saved dataset with a 'prompt' column) or dataset_recipe")
@@ -92,7 +92,7 @@ def load_local_data(config: MultiObjectiveConfig, path: str, kind: str, objectiv
     if not config.label_rewards:
         return load_multi_objective(path, objectives=objectives, kind=kind)
     from moalign.data.label import label_file
-    from moalign.trainers.mo_odpo_trainer import resolve_rewards
+    from moalign.rewards.registry import resolve_rewards
 
     reward_fns = resolve_rewards(list(config.label_rewards))
     names = [fn.name for fn in reward_fns]
@@ -120,7 +120,7 @@ def load_eval_data(config: MultiObjectiveConfig, objectives: list[str], kind: st
     if config.eval_dataset_path is None:
         return None
     if kind == "prompts":
-        from moalign.trainers.mo_odpo_trainer import load_prompt_data
+        from moalign.data.prompt_data import load_prompt_data
 
         return load_prompt_data(config, config.eval_dataset_path)
     data = load_local_data(config, config.eval_dataset_path, kind, config.objectives or objectives)
