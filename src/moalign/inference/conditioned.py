@@ -112,13 +112,13 @@ class _ConditionedFamily(PolicyFamily):
 class PromptConditionedFamily(_ConditionedFamily):
     """MO-ODPO / P-MORL: the system-instruction block of :mod:`moalign.data.conditioning` (one-decimal grid)."""
 
-    def __init__(self, folder: Any, conditioning_file: str) -> None:
+    def __init__(self, folder: Any, conditioning_method: str) -> None:
         super().__init__(folder)
-        from moalign.data.conditioning import ConditioningSpec
+        from moalign.data.conditioning import ConditioningSpec, conditioning_file
 
-        path = Path(folder.path) / conditioning_file
+        path = Path(folder.path) / conditioning_file(conditioning_method)  # what that method's trainer wrote
         self.payload = json.loads(path.read_text())
-        self.spec = ConditioningSpec.from_dict({k: self.payload[k] for k in ("objectives", "template", "as_chat")})
+        self.spec = ConditioningSpec.from_saved(self.payload)
         self.decimals = self.spec.template.decimals
         #: False for an MO-ODPO model trained without weights in its prompt (fixed weights)
         self.conditioned = self.payload.get("condition_prompt", True) is not False

@@ -348,7 +348,7 @@ def register_family(method: str, family: type[PolicyFamily] | str, replace: bool
     """Make folders trained by ``method`` usable by ``load_policy`` / ``moalign generate`` / ``moalign export``.
 
     ``family``: a :class:`PolicyFamily` subclass or its ``"module:Class"`` path; ``options`` go to its constructor
-    after the folder (e.g. the name of a conditioning file).
+    after the folder (e.g. the method whose conditioning file a prompt-conditioned family reads).
     """
     if method in FAMILIES and not replace:
         raise ValueError(f"a policy family is already registered for {method!r}")
@@ -379,7 +379,7 @@ for _method, _family, _options in (
         ("mopo", HeadsFamily, {}), ("ham", HeadsFamily, {}), ("sca", WeightHeadsFamily, {}),
         ("rewarded_soups", SoupFamily, {}), ("odpo_soups", SoupFamily, {}),
         ("modpo", PerWeightFamily, {}),
-        ("mo_odpo", f"{_CONDITIONED}:PromptConditionedFamily", {"conditioning_file": "mo_odpo_conditioning.json"}),
-        ("p_morl", f"{_CONDITIONED}:PromptConditionedFamily", {"conditioning_file": "p_morl_conditioning.json"}),
+        ("mo_odpo", f"{_CONDITIONED}:PromptConditionedFamily", {"conditioning_method": "mo_odpo"}),
+        ("p_morl", f"{_CONDITIONED}:PromptConditionedFamily", {"conditioning_method": "p_morl"}),
         ("ric", f"{_CONDITIONED}:RewardConditionedFamily", {})):
     register_family(_method, _family, **_options)

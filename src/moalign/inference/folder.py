@@ -21,8 +21,6 @@ from typing import Any
 
 __all__ = ["TrainedFolder", "read_folder", "read_training_args", "find_eval_report"]
 
-#: the file of a P-MORL policy folder (written by moalign.trainers.p_morl_trainer); its method is implied
-P_MORL_MARKER = "p_morl_conditioning.json"
 SOUP_MARKER = "soup_config.json"
 MULTIHEAD_MARKER = "multihead_config.json"
 
@@ -88,6 +86,13 @@ def _base_model_of(directory: Path) -> str | None:
     return None
 
 
+def _p_morl_marker() -> str:
+    """The file of a P-MORL policy folder (its conditioning file); the method is implied by it."""
+    from moalign.data.conditioning import conditioning_file  # on first use: moalign.data loads datasets
+
+    return conditioning_file("p_morl")
+
+
 def _read_single(directory: Path) -> TrainedFolder | None:
     """The folder of one trained model (any layout but the per-weight collection), or None."""
     if (directory / SOUP_MARKER).is_file():
@@ -96,8 +101,8 @@ def _read_single(directory: Path) -> TrainedFolder | None:
         args = next((a for a in (read_training_args(s) for s in specialists) if a is not None), None)
         return TrainedFolder(directory, str(payload.get("method", "rewarded_soups")), list(payload["objectives"]),
                              payload.get("base_model_name_or_path"), training_args=args)
-    if (directory / P_MORL_MARKER).is_file():
-        payload = json.loads((directory / P_MORL_MARKER).read_text())
+    if (directory / _p_morl_marker()).is_file():
+        payload = json.loads((directory / _p_morl_marker()).read_text())
         return TrainedFolder(directory, "p_morl", list(payload["objectives"]), _base_model_of(directory),
                              training_args=read_training_args(directory))
     if (directory / MULTIHEAD_MARKER).is_file():
@@ -132,7 +137,7 @@ def read_folder(directory: str | Path) -> TrainedFolder:
                          "sub-folders")
     raise ValueError(
         f"{path}: not a folder trained by moalign (expected multihead_config.json with a <method>_state.pt, "
-        f"{SOUP_MARKER}, {P_MORL_MARKER}, or sub-folders of per-weight models such as MODPO's)")
+        f"{SOUP_MARKER}, {_p_morl_marker()}, or sub-folders of per-weight models such as MODPO's)")
 
 
 def find_eval_report(directory: Path, levels: int = 3) -> Path | None:
