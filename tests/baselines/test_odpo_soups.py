@@ -33,3 +33,25 @@ def test_odpo_soups_end_to_end(tmp_path):
     assert soup.head_type is not None and soup.objectives == ["good", "short"]
     with soup.weighted_policy([0.3, 0.7]):
         soup.generate(**make_tiny_tokenizer()("hello you", return_tensors="pt"), max_new_tokens=2, do_sample=False)
+
+
+def test_trainer_gets_the_runner_instead_of_importing_it(tmp_path):
+    """No upward import: odpo_soups_trainer does not import moalign.trainers.run (which imports the registry)."""
+    import ast
+    import inspect
+
+    from moalign.trainers import odpo_soups_trainer
+    from moalign.trainers.odpo_soups_config import ODPOSoupsConfig
+    from moalign.trainers.odpo_soups_trainer import ODPOSoupsTrainer
+
+    tree = ast.parse(inspect.getsource(odpo_soups_trainer))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "moalign.trainers.run" not in imported and "moalign.trainers.registry" not in imported
+    config = ODPOSoupsConfig(output_dir=str(tmp_path), reward_functions=REWARDS, use_cpu=True, report_to=[])
+    with pytest.raises(ValueError, match="needs the runner"):
+        ODPOSoupsTrainer(args=config, processing_class=make_tiny_tokenizer())
+    calls = []
+    trainer = ODPOSoupsTrainer(args=config, processing_class=make_tiny_tokenizer(),
+                               train_method=lambda name, cfg: calls.append((name, cfg.fixed_weights)))
+    trainer.train_specialist(1, tmp_path / "specialists" / "b")
+    assert calls == [("mo_odpo", [0.0, 1.0])]

@@ -82,10 +82,6 @@ class PMORLTrainer:
         self.conditioning = ConditioningSpec(tuple(self.objectives), template, use_chat(args, processing_class))
         self.dataset = self.conditioned_dataset(getattr(train_dataset, "dataset", train_dataset))
 
-    @classmethod
-    def head_names_for(cls, config: PMORLConfig, objectives: list[str]) -> list[str]:
-        return ["policy"]
-
     def conditioned_dataset(self, prompts: Any) -> Any:
         """Rows (prompt = x', original_prompt = x, weights = w), ``weights_per_prompt`` rows per prompt (seeded)."""
         from datasets import Dataset

@@ -148,8 +148,10 @@ def train_method(name: str, config: MultiObjectiveConfig, base_model: Any = None
     else:
         heads = trainer_class.head_names_for(config, list(data.objectives))
         model, tokenizer = build_multihead_model(config, heads, base_model)
+    # a trainer whose runs are runs of other registered methods (ODPO Soups' specialists) gets this runner
+    runner = {"train_method": train_method} if getattr(trainer_class, "runs_methods", False) else {}
     trainer = trainer_class(model=model, args=config, train_dataset=data, eval_dataset=eval_data,
-                            processing_class=tokenizer)
+                            processing_class=tokenizer, **runner)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(config.output_dir)
     return trainer

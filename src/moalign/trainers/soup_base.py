@@ -43,11 +43,6 @@ class SoupTrainer:
         self.trained: list[str] = []
         self.skipped: list[str] = []
 
-    @classmethod
-    def head_names_for(cls, config: Any, objectives: list[str]) -> list[str]:
-        """Unused by ``train_method`` (``builds_own_models``); one policy per specialist."""
-        return ["policy"]
-
     def specialist_finished(self, directory: Path) -> bool:
         """Whether ``directory`` holds a finished specialist (its final model, written after training)."""
         raise NotImplementedError(f"{type(self).__name__} must implement specialist_finished")
