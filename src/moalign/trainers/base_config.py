@@ -10,9 +10,27 @@ the fields of its own algorithm, as TRL's ``<method>_config.py`` do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
 
 from transformers import TrainingArguments
+
+
+def refuse_unsupported_fields(config: Any, reasons: Mapping[str, str]) -> None:
+    """Raise a ValueError for the first field of ``reasons`` that ``config`` sets to a non-default value.
+
+    A method whose config inherits fields it cannot honour (e.g. a GRPO-trained baseline inheriting the policy
+    heads of :class:`MultiObjectiveConfig`) refuses them with the field's name and why, instead of ignoring them.
+    """
+    declared = {f.name: f for f in fields(config)}
+    for name, why in reasons.items():
+        spec = declared[name]
+        default = spec.default if spec.default is not MISSING else spec.default_factory()
+        value = getattr(config, name)
+        if value != default:
+            raise ValueError(f"{type(config).__name__} cannot honour {name}={value!r}: {why}. Leave {name} unset "
+                             f"(default {default!r}).")
 
 
 @dataclass

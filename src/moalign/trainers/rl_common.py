@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moalign.trainers.base_config import MultiObjectiveConfig
+from moalign.trainers.base_config import MultiObjectiveConfig, refuse_unsupported_fields
 
 #: TrainingArguments fields copied from our config onto GRPOConfig
 SHARED_TRAINING_FIELDS = (
@@ -26,11 +26,33 @@ SHARED_TRAINING_FIELDS = (
     "optim", "dataloader_num_workers",
 )
 DONE_FILE = "adapter_config.json"
+_NO_HEADS = "TRL's GRPOTrainer trains a plain PEFT LoRA adapter on the base model; there are no policy heads"
+#: fields of MultiObjectiveConfig that a GRPO run cannot honour: field -> why (refused when not at their default)
+UNSUPPORTED_FIELDS = {
+    "head_type": _NO_HEADS,
+    "head_rank": _NO_HEADS,
+    "head_learning_rate": _NO_HEADS,
+    "use_lora": "the policy is a LoRA adapter (GRPO with peft_config); training without one is not wired",
+    "length_normalize": "GRPO's loss uses its own token-level log-probs (TRL's loss), not moalign's sequence "
+                        "log-probs",
+    "precompute_ref_log_probs": "GRPO computes the reference (the base model, adapter off) log-probs of its own "
+                                "fresh samples at every step; there is no fixed set of completions to precompute",
+    "reuse_frozen_backbone": "it applies when only the policy heads train; here the LoRA adapter trains and there "
+                             "are no heads",
+    "max_prompt_length": "TRL's GRPOConfig has no prompt truncation; prompts go to the model whole",
+    "eval_dataset_path": "evaluation during training is not wired into the GRPO runs; evaluate the saved model "
+                         "with moalign eval",
+    "objectives": "the objectives are the reward functions' names ('name=spec' renames one)",
+}
 
 
 @dataclass
 class RLBaselineConfig(MultiObjectiveConfig):
-    """Fields shared by the RL baselines trained with TRL's GRPOTrainer (Rewarded Soups, P-MORL)."""
+    """Fields shared by the RL baselines trained with TRL's GRPOTrainer (Rewarded Soups, P-MORL).
+
+    Inherited fields these runs cannot honour (:data:`UNSUPPORTED_FIELDS`: the policy heads, moalign's log-prob
+    options, prompt truncation, evaluation during training) are refused with an error when set.
+    """
 
     reward_functions: list[str] | None = field(
         default=None,
@@ -46,6 +68,7 @@ class RLBaselineConfig(MultiObjectiveConfig):
                                                                    "'none' (advantages divided by the std)."})
 
     def __post_init__(self) -> None:
+        refuse_unsupported_fields(self, UNSUPPORTED_FIELDS)
         super().__post_init__()
         if self.reward_functions is not None and len(self.reward_functions) < 2:
             raise ValueError(f"reward_functions: name one reward function per objective (K >= 2), e.g. "
