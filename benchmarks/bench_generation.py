@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_mopo_vs_dpo import setup_process  # noqa: E402
+from bench_harness import setup_process  # noqa: E402
 
 from moalign.precision import precision_autocast  # noqa: E402
 

@@ -17,7 +17,7 @@ docs/benchmarks.md. Three parts, in ONE process:
    value + gradient, and the random estimate's relative error (mean over seeds).
 
 The helpers (process setup, timer, TrainingArguments, LoRA config, the TRL trainer builder, model loading, the
-Variant runner) are those of ``bench_mopo_vs_dpo.py``, imported.
+Variant runner) are those of ``bench_harness.py``, shared with ``bench_mopo_vs_dpo.py``.
 
 Usage::
 
@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from bench_mopo_vs_dpo import (  # sibling module (benchmarks/ is the script's folder)
+from bench_harness import (  # sibling module (benchmarks/ is the script's folder)
     TARGET_MODULES,
     WORDS,
     StepTimer,

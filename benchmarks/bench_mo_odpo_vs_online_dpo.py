@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_mopo_vs_dpo import StepTimer, Variant  # noqa: E402
+from bench_harness import StepTimer, Variant  # noqa: E402
 from moalign.precision import precision_autocast  # noqa: E402
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_mopo_vs_dpo import load_model, setup_process  # noqa: E402
+from bench_harness import load_model, setup_process  # noqa: E402
 
 WEIGHTS = [(0.7, 0.3), (0.2, 0.8), (1.0, 0.0), (0.5, 0.5)]
 TINY_PROMPTS = ["tell me a story", "write a poem about the sun", "why is the sky blue ?", "say hello to the cat"]
