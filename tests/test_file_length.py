@@ -1,4 +1,4 @@
-"""No Python file of the repository (src, tests, benchmarks, scripts) is over 500 lines: split one into coherent modules."""
+"""No Python file of the repository (src, tests, benchmarks, scripts) is over 500 lines: split into coherent modules."""
 
 from __future__ import annotations
 

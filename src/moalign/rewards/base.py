@@ -321,7 +321,8 @@ class RewardNormalizer:
 
     Scores are arrays of shape ``(n,)`` for one objective or ``(n, K)`` for K objectives.
     ``objectives`` names the columns (used in error messages and saved with the statistics).
-    Transforming with unfitted statistics raises. The statistics are :func:`moalign.core.normalization.fit_normalization`'s;
+    Transforming with unfitted statistics raises. The statistics are those of
+    :func:`moalign.core.normalization.fit_normalization`;
     an objective whose scores are all equal raises, naming it (``zero_spread='raise'``, offline data), or gets
     range 1 (``zero_spread='unit'``, the online methods' first-batch fit).
     """

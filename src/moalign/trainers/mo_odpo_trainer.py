@@ -94,8 +94,8 @@ class MOODPOTrainer(MultiObjectiveTrainer):
     Args:
         model: a ``MultiHeadCausalLM`` with one head (``moalign train mo_odpo`` builds head ``policy``).
         args: :class:`~moalign.trainers.mo_odpo_config.MOODPOConfig`.
-        train_dataset / eval_dataset: prompts (a :class:`~moalign.data.prompt_data.PromptDataset` or a ``datasets.Dataset`` with a
-            ``prompt`` column, text or chat messages).
+        train_dataset / eval_dataset: prompts (a :class:`~moalign.data.prompt_data.PromptDataset` or a
+            ``datasets.Dataset`` with a ``prompt`` column, text or chat messages).
         objectives: objective names; default: the reward functions' names.
         processing_class: the tokenizer.
         reward_funcs: the K reward functions (default: built from ``args.reward_functions``).
