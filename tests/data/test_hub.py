@@ -234,3 +234,12 @@ def test_hh_helpful_harmless_join_keeps_only_shared_pairs(fake_hub):
     assert report.dropped == {"pair absent from objective 'harmless'": 1}
     with pytest.raises(DatasetValidationError, match="missing from some objectives"):
         hub.load_hh_rlhf_helpful_harmless(split="train", missing="error")
+
+
+def test_load_recipe_dispatches_by_name_and_names_the_known(monkeypatch):
+    calls = []
+    monkeypatch.setitem(hub.RECIPES, "hh-rlhf", lambda split, **kw: calls.append((split, kw)) or ("data", "report"))
+    assert hub.load_recipe("hh-rlhf", "test", reward_functions=None) == ("data", "report")
+    assert calls == [("test", {"reward_functions": None})]
+    with pytest.raises(ValueError, match=r"unknown dataset_recipe 'nope'; known: \['hh-rlhf', 'pku-saferlhf'"):
+        hub.load_recipe("nope")

@@ -376,3 +376,16 @@ def load_pku_saferlhf(split: str = "train", name: str | None = None, **convert_k
     raw = datasets.load_dataset(PKU_SAFERLHF, name, split=split)
     source = f"{PKU_SAFERLHF}" + (f"/{name}" if name else "") + f" [{split}]"
     return convert_pku_saferlhf(raw, source=source, **convert_kwargs)
+
+
+RECIPES: dict[str, Callable[..., tuple[MultiObjectiveDataset, ConversionReport]]] = {
+    "hh-rlhf": load_hh_rlhf, "summarize_from_feedback": load_summarize_from_feedback, "pku-saferlhf": load_pku_saferlhf}
+"""The hub recipes by the name a config's ``dataset_recipe`` gives."""
+
+
+def load_recipe(name: str, split: str = "train", **convert_kwargs: Any
+                ) -> tuple[MultiObjectiveDataset, ConversionReport]:
+    """The recipe ``name`` of :data:`RECIPES` on ``split``; an unknown name is a ValueError listing the known."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown dataset_recipe {name!r}; known: {sorted(RECIPES)}")
+    return RECIPES[name](split, **convert_kwargs)

@@ -40,11 +40,7 @@ def load_prompt_data(config: Any, path: str | None, max_rows: int | None = None)
     if path is None and config.dataset_recipe is not None:
         from moalign.data import hub
 
-        loaders = {"hh-rlhf": hub.load_hh_rlhf, "summarize_from_feedback": hub.load_summarize_from_feedback,
-                   "pku-saferlhf": hub.load_pku_saferlhf}
-        if config.dataset_recipe not in loaders:
-            raise ValueError(f"unknown dataset_recipe {config.dataset_recipe!r}; known: {sorted(loaders)}")
-        rows, _report = loaders[config.dataset_recipe](config.dataset_split)
+        rows, _report = hub.load_recipe(config.dataset_recipe, config.dataset_split)
         seen: dict[str, Any] = {}
         for prompt in rows.dataset["prompt"]:
             seen.setdefault(json.dumps(prompt, sort_keys=True), prompt)

@@ -63,12 +63,8 @@ def load_training_data(config: MultiObjectiveConfig, kind: str = "pairwise") -> 
         from moalign.data import hub
         from moalign.rewards.registry import resolve_reward_functions
 
-        loaders = {"hh-rlhf": hub.load_hh_rlhf, "summarize_from_feedback": hub.load_summarize_from_feedback,
-                   "pku-saferlhf": hub.load_pku_saferlhf}
-        if config.dataset_recipe not in loaders:
-            raise ValueError(f"unknown dataset_recipe {config.dataset_recipe!r}; known: {sorted(loaders)}")
         rewards = {fn.name: fn for fn in resolve_reward_functions(config.label_rewards or [])}
-        data, report = loaders[config.dataset_recipe](config.dataset_split, reward_functions=rewards or None)
+        data, report = hub.load_recipe(config.dataset_recipe, config.dataset_split, reward_functions=rewards or None)
         print(report)
     elif config.dataset_path is not None:
         data = load_local_data(config, config.dataset_path, kind, config.objectives)
