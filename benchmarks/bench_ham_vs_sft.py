@@ -82,8 +82,8 @@ def build_ham(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[dic
     from datasets import Dataset
 
     from moalign.models import MultiHeadCausalLM, MultiHeadConfig
-    from moalign.trainers.ham_config import HaMConfig
-    from moalign.trainers.ham_trainer import HaMTrainer
+    from moalign.methods.ham.config import HaMConfig
+    from moalign.methods.ham.trainer import HaMTrainer
 
     args = HaMConfig(**common_args(cli, output_dir), max_prompt_length=cli.prompt_tokens,
                      max_completion_length=cli.completion_tokens, use_chat_template=False, head_type="low_rank",

@@ -8,7 +8,7 @@ same prompts (chat template applied by both), batch, sampling (2 samples per pro
 * ``online_dpo``: ``trl.experimental.online_dpo.OnlineDPOTrainer`` (TRL 1.16; experimental) with the same two
   offline reward functions as ``reward_funcs`` and ``reward_weights = w = (0.5, 0.5)``: the weighted reward
   w^T r, but on **raw** scores (TRL has no per-objective normaliser) and with a fixed w;
-* ``mo_odpo``: :class:`~moalign.trainers.mo_odpo_trainer.MOODPOTrainer` as trained (Dirichlet weights, the
+* ``mo_odpo``: :class:`~moalign.methods.mo_odpo.trainer.MOODPOTrainer` as trained (Dirichlet weights, the
   conditioning block in the prompt: ~20 more prompt tokens per sequence);
 * ``mo_odpo_fixed``: MO-ODPO with ``fixed_weights = (0.5, 0.5)`` and ``condition_prompt = false``: the
   like-for-like configuration of TRL's (same prompts, same weighted label; still min-max normalised).
@@ -121,8 +121,8 @@ def build_mo_odpo(cli: argparse.Namespace, base: Any, tokenizer: Any, out: str, 
     from peft import LoraConfig
 
     from moalign.models import MultiHeadCausalLM, MultiHeadConfig
-    from moalign.trainers.mo_odpo_config import MOODPOConfig
-    from moalign.trainers.mo_odpo_trainer import MOODPOTrainer
+    from moalign.methods.mo_odpo.config import MOODPOConfig
+    from moalign.methods.mo_odpo.trainer import MOODPOTrainer
 
     extra = dict(fixed_weights=[0.5, 0.5], condition_prompt=False) if fixed else {}
     args = MOODPOConfig(output_dir=out, per_device_train_batch_size=cli.batch, learning_rate=1e-5,

@@ -95,8 +95,8 @@ def build_mopo(cli: argparse.Namespace, base: Any, tokenizer: Any, rows: list[di
     from datasets import Dataset
 
     from moalign.models import MultiHeadCausalLM, MultiHeadConfig
-    from moalign.trainers.mopo_config import MOPOConfig
-    from moalign.trainers.mopo_trainer import MOPOTrainer
+    from moalign.methods.mopo.config import MOPOConfig
+    from moalign.methods.mopo.trainer import MOPOTrainer
 
     objectives = [f"objective_{k}" for k in range(len(rows[0]["preference"]))]
     args = MOPOConfig(**common_args(cli, output_dir), max_prompt_length=cli.prompt_tokens,

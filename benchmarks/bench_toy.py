@@ -23,7 +23,7 @@ import torch
 
 from moalign.cli.main import parse_config_and_progress
 from moalign.experiments.toy import ToyConfig, format_table, run_toy
-from moalign.experiments.toy_ham_run import format_weighted_likelihood_table
+from moalign.experiments.toy_weighted_likelihood import format_weighted_likelihood_table
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
                              for k, v in s["errors"].items())
             print(f"  primary {primary}: lambda final <= {s['lambda_final_max']:.3g}, max over steps "
                   f"{s['lambda_max_max']:.3g}; estimate - truth: {errs}")
-    if "weighted_likelihood" in result:  # HaM, SCA, RiC (toy_ham_run.py)
+    if "weighted_likelihood" in result:  # HaM, SCA, RiC (toy_weighted_likelihood.py)
         print("\n" + format_weighted_likelihood_table(result))
     if "odpo_settings" in result:  # MO-ODPO and its baselines (toy_odpo_run.py): their rows are in the table above
         print(f"\nMO-ODPO/P-MORL/soups/MODPO settings: {result['odpo_settings']}")

@@ -15,7 +15,7 @@ import moalign.core.mopo as core_mopo
 from moalign import precision as precision_module
 from moalign.core.precision import is_full_precision
 from moalign.precision import native_bf16, precision_autocast, resolve_precision
-from moalign.trainers.registry import available_methods
+from moalign.methods.registry import available_methods
 from tests.baselines.test_modpo import make_scored_rows
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 from tests.trainers.test_ham_trainer import make_pointwise_rows
@@ -43,7 +43,7 @@ def test_auto_follows_the_capability_check(monkeypatch):
 
 
 def test_config_resolves_and_refuses_contradictions(monkeypatch, tmp_path):
-    from moalign.trainers.mopo_config import MOPOConfig
+    from moalign.methods.mopo.config import MOPOConfig
 
     monkeypatch.setattr(precision_module, "_cpu_has_native_bf16", lambda: False)
     assert MOPOConfig(output_dir=str(tmp_path), use_cpu=True).compute_precision == "fp32"

@@ -17,8 +17,8 @@ from moalign.cli.main import main
 from moalign.core.losses import dpo_loss, modpo_loss
 from moalign.models import MultiHeadCausalLM, MultiHeadConfig
 from moalign.models.testing import make_tiny_llama_and_tokenizer
-from moalign.trainers.modpo_config import MODPOConfig
-from moalign.trainers.modpo_trainer import MODPOTrainer
+from moalign.methods.modpo.config import MODPOConfig
+from moalign.methods.modpo.trainer import MODPOTrainer
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 
 OBJECTIVES = ["helpful", "short"]
@@ -123,7 +123,7 @@ def test_train_modpo_through_the_cli(tmp_path):
 ])
 def test_trainer_and_toy_choose_the_same_target(tmp_path, weights, named, expected):
     """One rule (core.losses.modpo_target): the named objective, else the largest weight, ties to the first."""
-    from moalign.experiments.toy_modpo import modpo_terms
+    from moalign.methods.modpo.toy import modpo_terms
 
     trainer = _trainer(tmp_path, weights=weights, target_objective=named)
     assert trainer.target == expected and trainer.others == [1 - expected]

@@ -8,7 +8,7 @@ import pytest
 
 from moalign.models.soups import SoupModel
 from moalign.models.testing import make_tiny_llama_and_tokenizer, make_tiny_tokenizer
-from moalign.trainers.registry import available_methods
+from moalign.methods.registry import available_methods
 from tests.baselines.test_rewarded_soups import PROMPTS, REWARDS
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 
@@ -40,13 +40,13 @@ def test_trainer_gets_the_runner_instead_of_importing_it(tmp_path):
     import ast
     import inspect
 
-    from moalign.trainers import odpo_soups_trainer
-    from moalign.trainers.odpo_soups_config import ODPOSoupsConfig
-    from moalign.trainers.odpo_soups_trainer import ODPOSoupsTrainer
+    from moalign.methods.odpo_soups import trainer as odpo_soups_trainer
+    from moalign.methods.odpo_soups.config import ODPOSoupsConfig
+    from moalign.methods.odpo_soups.trainer import ODPOSoupsTrainer
 
     tree = ast.parse(inspect.getsource(odpo_soups_trainer))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert "moalign.trainers.run" not in imported and "moalign.trainers.registry" not in imported
+    assert "moalign.trainers.run" not in imported and "moalign.methods.registry" not in imported
     config = ODPOSoupsConfig(output_dir=str(tmp_path), reward_functions=REWARDS, use_cpu=True, report_to=[])
     with pytest.raises(ValueError, match="needs the runner"):
         ODPOSoupsTrainer(args=config, processing_class=make_tiny_tokenizer())

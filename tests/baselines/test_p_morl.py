@@ -11,7 +11,7 @@ import pytest
 from moalign.data.conditioning import load_conditioning, parse_conditioned_prompt
 from moalign.models.testing import make_tiny_tokenizer
 from moalign.rewards.base import CallableReward, RewardNormalizer
-from moalign.trainers.p_morl_trainer import WeightedSumReward
+from moalign.methods.p_morl.trainer import WeightedSumReward
 from tests.baselines.scripted_rewards import brevity, count_good
 from tests.baselines.test_rewarded_soups import REWARDS
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl
@@ -55,8 +55,8 @@ def test_train_p_morl_through_the_cli(tmp_path):
     saved = json.loads((out / "p_morl_conditioning.json").read_text())
     assert saved["normalizer"]["method"] == "minmax"
     # the trainer's prompts are MO-ODPO's rendering: they parse back to (prompt, weights on the 0.1 grid)
-    from moalign.trainers.p_morl_config import PMORLConfig
-    from moalign.trainers.p_morl_trainer import PMORLTrainer
+    from moalign.methods.p_morl.config import PMORLConfig
+    from moalign.methods.p_morl.trainer import PMORLTrainer
     from moalign.trainers.run import load_training_data
 
     args = PMORLConfig(output_dir=str(tmp_path / "x"), reward_functions=REWARDS, dataset_path=str(prompts),

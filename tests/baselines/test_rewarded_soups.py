@@ -12,7 +12,7 @@ import torch
 from moalign.cli.main import parse_config
 from moalign.models.soups import SoupModel
 from moalign.models.testing import make_tiny_llama_and_tokenizer
-from moalign.trainers.rewarded_soups_config import RewardedSoupsConfig
+from moalign.methods.rewarded_soups.config import RewardedSoupsConfig
 from moalign.trainers.run import train_method
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 
@@ -59,7 +59,7 @@ def test_rewarded_soups_end_to_end_and_resume(setup):
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="K >= 2"):
         RewardedSoupsConfig(output_dir=str(tmp_path), reward_functions=REWARDS[:1])
-    from moalign.trainers.rewarded_soups_trainer import RewardedSoupsTrainer
+    from moalign.methods.rewarded_soups.trainer import RewardedSoupsTrainer
 
     with pytest.raises(ValueError, match="set reward_functions"):
         RewardedSoupsTrainer(args=RewardedSoupsConfig(output_dir=str(tmp_path)), train_dataset=[],

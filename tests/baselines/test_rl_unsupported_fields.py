@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from moalign.trainers.base_config import MultiObjectiveConfig
-from moalign.trainers.p_morl_config import PMORLConfig
-from moalign.trainers.rewarded_soups_config import RewardedSoupsConfig
+from moalign.methods.p_morl.config import PMORLConfig
+from moalign.methods.rewarded_soups.config import RewardedSoupsConfig
 from moalign.trainers.rl_common import UNSUPPORTED_FIELDS
 
 COMMON = dict(reward_functions=["positivity", "conciseness"], use_cpu=True, report_to=[])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from moalign.cli.main import main
-from moalign.trainers.registry import available_methods, get_method
+from moalign.methods.registry import available_methods, get_method
 from moalign.trainers.rl_common import RLBaselineConfig
 from tests.cli_setup import save_tiny_model, write_jsonl
 

@@ -21,7 +21,7 @@ def test_usage_lists_commands(capsys):
 
 def _method_of(path: Path) -> str:
     """The registered method an example config is for: the longest method name its file name starts with."""
-    from moalign.trainers.registry import available_methods
+    from moalign.methods.registry import available_methods
 
     names = [n for n in available_methods() if path.stem.startswith(n + "_")]
     assert names, f"{path.name}: file name does not start with a registered method name"
@@ -30,7 +30,7 @@ def _method_of(path: Path) -> str:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_configsparse_config(path):
-    from moalign.trainers.registry import get_method
+    from moalign.methods.registry import get_method
 
     method = _method_of(path)
     config = parse_config(get_method(method).config_class,
@@ -43,7 +43,7 @@ def test_example_configsparse_config(path):
 
 
 def test_unknown_yaml_field_is_an_error(tmp_path):
-    from moalign.trainers.mopo_config import MOPOConfig
+    from moalign.methods.mopo.config import MOPOConfig
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("output_dir: x\nno_such_field: 1\n")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from moalign.experiments.compare import CompareConfig, run_compare
-from moalign.experiments.compare_demo import modpo_weight_vector
+from moalign.methods.modpo import weight_vector as modpo_weight_vector
 from moalign.experiments.compare_report import shared_reference
 from tests.cli_setup import save_tiny_model
 
@@ -60,7 +60,7 @@ def test_three_objective_compare_hv_is_moocore_3d(three):
         assert set(written["methods"][name]["steerability"]["spearman"]) == set(written["objectives"])
     assert all(len(p["weights"]) == 3 for p in written["methods"]["sca"]["policies"])
     modpo = written["methods"]["modpo"]
-    assert modpo["modpo_weights"] == [modpo_weight_vector(w, 3) for w in (0.8, 0.2)]
+    assert modpo["job_weights"] == [modpo_weight_vector(w, 3) for w in (0.8, 0.2)]
     assert [p["name"] for p in modpo["policies"]] == ["modpo[0.8,0.1,0.1]", "modpo[0.2,0.4,0.4]"]
     assert written["methods"]["odpo_soups"]["budget"]["runs"] == 3  # one specialist per objective
     assert set(written["conflict"]["spearman"]) == {"charsum~length", "charsum~vowels", "length~vowels"}
@@ -135,9 +135,10 @@ def test_checkpoint_curve_equals_direct_evaluation_of_the_checkpoint(three):
 
 @pytest.mark.slow  # every method with three objectives: a few minutes on the shared CPU
 def test_every_method_runs_three_objectives(tmp_path):
-    from moalign.experiments.compare import DEMO_METHODS
+    from moalign.experiments.compare_demo import compared_methods
 
     tiny = save_tiny_model(tmp_path / "tiny")
+    DEMO_METHODS = compared_methods(_config(tiny, tmp_path / "out", []))
     config = _config(tiny, tmp_path / "out", list(DEMO_METHODS))
     config.curve_fractions = []
     result = run_compare(config)

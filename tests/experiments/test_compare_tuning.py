@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from moalign.experiments import compare_demo, compare_tuning
-from moalign.experiments.compare import DEMO_METHODS, CompareConfig, run_compare
+from moalign.experiments.compare import CompareConfig, run_compare
 from moalign.experiments.compare_prompts import DemoPromptSource
-from moalign.trainers.registry import get_method
+from moalign.methods.registry import get_method
 from tests.cli_setup import save_tiny_model
 
 REWARDS = ["charsum=py:tests.trainers.mo_odpo_rewards:CharSum", "length=py:tests.trainers.mo_odpo_rewards:Length"]
@@ -58,6 +58,8 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def test_every_method_has_a_grid_of_the_same_size():
+    DEMO_METHODS = compare_demo.compared_methods(CompareConfig(task="demo"))
+    assert len(DEMO_METHODS) >= 9
     sizes = {m: int(np.prod([len(v) for _, v in get_method(m).tuning_grid])) for m in DEMO_METHODS}
     assert len(set(sizes.values())) == 1 and min(sizes.values()) >= 4, sizes
     for m in DEMO_METHODS:  # every grid names config fields of the method, the learning rate among them

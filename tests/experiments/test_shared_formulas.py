@@ -12,9 +12,9 @@ import torch
 
 from moalign.core.cloning import behaviour_cloning_loss
 from moalign.core.mopo import MOPODual
-from moalign.experiments.toy_dual import DualTracker
+from moalign.methods.mopo.toy_dual import DualTracker
 from moalign.experiments.toy_online import pair_labels
-from moalign.trainers.mo_odpo_trainer import label_pairs
+from moalign.methods.mo_odpo.trainer import label_pairs
 from tests.trainers.test_mopo_trainer import make_trainer
 
 BETA = 0.99

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from moalign.experiments.toy_ham import PointwiseData, pointwise_tables
+from moalign.experiments.toy_pointwise import PointwiseData, pointwise_tables
 from moalign.experiments.toy_online import CondPolicy, RewardScale
 from moalign.experiments.toy_problem import NUM_CONTEXTS, action_grid, context_grid, reward_tables
-from moalign.experiments.toy_ric import ric_tables
+from moalign.methods.ric.toy import ric_tables
 from moalign.experiments.toy_soups import interpolate
 from moalign.models.soups import interpolate_tensors
-from moalign.trainers.ric_config import RiCConfig
-from moalign.trainers.ric_trainer import RiCTrainer
+from moalign.methods.ric.config import RiCConfig
+from moalign.methods.ric.trainer import RiCTrainer
 from tests.trainers.test_ham_trainer import make_pointwise_rows
 from tests.trainers.test_ham_trainer import make_trainer as make_ham_trainer
 from tests.trainers.test_mo_odpo_trainer import make_trainer as make_mo_odpo_trainer

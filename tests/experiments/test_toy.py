@@ -18,7 +18,7 @@ import pytest
 
 from moalign.core.pareto import hypervolume
 from moalign.experiments.toy import ToyConfig, run_toy
-from moalign.experiments.toy_methods import cop_oracle
+from moalign.experiments.toy_baselines import cop_oracle
 from moalign.experiments.toy_problem import (
     action_grid,
     context_grid,
@@ -211,7 +211,7 @@ def test_per_sample_tilt_ignores_lambda_as_tau_vanishes():
 def test_bandwidth_selection_pools_contexts_when_labels_ignore_x():
     # Set A's win rates do not depend on x (x only shifts both rewards of a pair equally),
     # Set B's r1 win rates do: held-out likelihood must pool widely on A and not on B's r1.
-    from moalign.experiments.toy_methods import select_bandwidths
+    from moalign.methods.mopo.toy import select_bandwidths
     from moalign.experiments.toy_problem import sample_preference_data
 
     rng = np.random.default_rng(3)
@@ -228,7 +228,7 @@ def test_train_mopo_iterates_the_core_mopo_step(monkeypatch):
     import torch
 
     from moalign.core.mopo import MOPODual
-    from moalign.experiments.toy_methods import MOPOSettings, preference_tables, threshold_range, train_mopo
+    from moalign.methods.mopo.toy import MOPOSettings, preference_tables, threshold_range, train_mopo
     from moalign.experiments.toy_problem import sample_preference_data
 
     data = sample_preference_data("B", 20_000, np.array([]), np.random.default_rng(0))

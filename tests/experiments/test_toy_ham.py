@@ -21,17 +21,17 @@ import pytest
 
 from moalign.experiments.toy import ToyConfig, run_toy
 from moalign.experiments.toy_best_k import best_k_points, greedy_k_points
-from moalign.experiments.toy_ham import (
+from moalign.experiments.toy_pointwise import (
     TabularSettings,
     default_z,
     pointwise_tables,
     sample_pointwise_data,
-    train_ham,
-    train_sca,
     weighted_likelihood_optimum,
 )
 from moalign.experiments.toy_problem import sample_preference_data
-from moalign.experiments.toy_ric import ric_policy, ric_tables, sft_optimum, train_ric
+from moalign.methods.ham.toy import train_ham
+from moalign.methods.ric.toy import ric_policy, ric_tables, sft_optimum, train_ric
+from moalign.methods.sca.toy import train_sca
 
 A = 11  # a coarse action grid keeps the tests fast
 

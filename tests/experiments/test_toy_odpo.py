@@ -17,9 +17,7 @@ import pytest
 import torch
 
 from moalign.core.losses import dpo_loss, modpo_loss
-from moalign.experiments.toy import ToyConfig, run_toy
-from moalign.experiments.toy_modpo import modpo_batch_loss, modpo_terms
-from moalign.experiments.toy_odpo_run import ODPO_METHODS
+from moalign.experiments.toy import ToyConfig, default_toy_methods, run_toy
 from moalign.experiments.toy_online import (
     CondPolicy,
     OnlineSettings,
@@ -31,7 +29,8 @@ from moalign.experiments.toy_online import (
 )
 from moalign.experiments.toy_problem import reward_functions
 from moalign.experiments.toy_soups import soup_probs, specialist_probs
-from moalign.trainers.registry import available_methods
+from moalign.methods.modpo.toy import modpo_batch_loss, modpo_terms
+from moalign.methods.registry import available_methods
 
 
 def test_pair_label_by_hand():
@@ -133,7 +132,9 @@ def test_modpo_one_hot_is_dpo_and_batched_equals_core():
 def test_methods_selection_and_registry_names(tmp_path):
     from moalign.cli.main import parse_config
 
-    assert set(ODPO_METHODS) <= set(available_methods())
+    online = {"mo_odpo", "p_morl", "rewarded_soups", "odpo_soups", "modpo"}
+    assert all(available_methods()[m].toy is not None for m in online)
+    assert not online & set(default_toy_methods())  # opt-in
     cfg = parse_config(ToyConfig, ["--methods", "mo_odpo,modpo", "odpo_soups", "--quick", "true"],
                        "moalign synthetic toy")
     assert cfg.resolved().methods == ["mo_odpo", "modpo", "odpo_soups"]

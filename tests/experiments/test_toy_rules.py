@@ -14,8 +14,8 @@ import json
 import numpy as np
 import pytest
 
-from moalign.experiments.toy import ToyConfig, mopo_thresholds, run_toy
-from moalign.experiments.toy_methods import MOPOSettings, preference_tables, train_mopo
+from moalign.experiments.toy import ToyConfig, run_toy
+from moalign.methods.mopo.toy import MOPOSettings, mopo_thresholds, preference_tables, train_mopo
 from moalign.experiments.toy_problem import nearest_node, sample_preference_data, true_win_rates
 
 NODES = 11

@@ -108,7 +108,7 @@ def folders(tmp_path_factory, tiny_base) -> dict[str, Path]:
 
     (out["mo_odpo"] / "mo_odpo_conditioning.json").write_text(json.dumps(
         {**ConditioningSpec(tuple(OBJECTIVES), as_chat=True).to_dict(), "condition_prompt": True}))
-    from moalign.trainers.ric_trainer import RewardConditioner
+    from moalign.methods.ric.trainer import RewardConditioner
 
     scores = np.random.default_rng(0).normal(size=(20, 2))
     (out["ric"] / "ric_conditioning.json").write_text(json.dumps(RewardConditioner.fit(scores, OBJECTIVES).to_dict()))

@@ -7,17 +7,15 @@ import pytest
 import torch
 
 from moalign.inference import check_weights, load_policy, parse_weights
-from moalign.inference.families import FAMILIES
+from moalign.methods.registry import methods_in_order
 from tests.inference.conftest import save_multihead
 
 
 def test_every_method_has_a_family_of_one_of_four_kinds():
-    from moalign.inference.families import _resolve
-
     nine = {"mopo", "ham", "sca", "ric", "mo_odpo", "p_morl", "rewarded_soups", "odpo_soups", "modpo"}
-    assert nine <= set(FAMILIES)
-    assert {_resolve(family).kind for family, _ in FAMILIES.values()} == {"heads", "soup", "conditioned",
-                                                                           "per_weight"}
+    methods = methods_in_order()
+    assert nine <= {name for name, m in methods.items() if m.family is not None}
+    assert {methods[name].family_class().kind for name in nine} == {"heads", "soup", "conditioned", "per_weight"}
 
 
 @pytest.mark.parametrize("text, expected", [("0.7,0.3", [0.7, 0.3]), ("0.7 0.3", [0.7, 0.3]), ([1, 0], [1.0, 0.0])])

@@ -17,8 +17,8 @@ from peft import LoraConfig
 
 from moalign.models import MultiHeadCausalLM, MultiHeadConfig
 from moalign.models.testing import make_tiny_llama_and_tokenizer
-from moalign.trainers.mopo_config import MOPOConfig
-from moalign.trainers.mopo_trainer import MOPOTrainer
+from moalign.methods.mopo.config import MOPOConfig
+from moalign.methods.mopo.trainer import MOPOTrainer
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from tests.trainers.test_ham_trainer import make_pointwise_rows  # noqa: E402
@@ -33,8 +33,8 @@ def ddp_backend() -> str | None:
 
 def run_ham(out: str, per_device_batch: int) -> None:
     """HaM, K = 3 heads, exact HV: the loss is -HV of the *global* batch's F (not a mean of local HVs)."""
-    from moalign.trainers.ham_config import HaMConfig
-    from moalign.trainers.ham_trainer import HaMTrainer
+    from moalign.methods.ham.config import HaMConfig
+    from moalign.methods.ham.trainer import HaMTrainer
 
     torch.manual_seed(0)
     base, tokenizer = make_tiny_llama_and_tokenizer()

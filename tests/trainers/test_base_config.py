@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moalign.trainers.base_config import MultiObjectiveConfig
-from moalign.trainers.registry import available_methods
+from moalign.methods.registry import available_methods
 
 
 @pytest.mark.parametrize("name", sorted(available_methods()))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from moalign.cli.main import main, parse_config
-from moalign.trainers.ham_config import HaMConfig
+from moalign.methods.ham.config import HaMConfig
 from moalign.trainers.run import train_method
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 from tests.trainers.test_ham_trainer import OBJECTIVES, make_pointwise_rows
@@ -63,7 +63,7 @@ def test_resume_restores_z_and_the_normaliser(files):
 @pytest.mark.parametrize("name", ["ham_hh_rlhf_phi15.yaml", "ham_local_smollm2.yaml"])
 @pytest.mark.parametrize("method", ["ham", "sca", "ric"])
 def test_example_configs_parse(name, method):
-    from moalign.trainers.registry import get_method
+    from moalign.methods.registry import get_method
 
     config = parse_config(get_method(method).config_class, ["--config", str(EXAMPLES / name), "--max_steps", "3",
                                                              "--bf16", "false", "--use_cpu", "true"], "t")

@@ -14,10 +14,10 @@ from moalign.core.ham import inclusion_exclusion_hypervolume
 from moalign.models import MultiHeadCausalLM, MultiHeadConfig
 from moalign.models.testing import make_tiny_llama_and_tokenizer
 from moalign.trainers.collator import PointwiseCollator
-from moalign.trainers.ham_config import HaMConfig
-from moalign.trainers.ham_trainer import HaMTrainer
-from moalign.trainers.sca_config import SCAConfig, parse_weight_vectors
-from moalign.trainers.sca_trainer import SCATrainer
+from moalign.methods.ham.config import HaMConfig
+from moalign.methods.ham.trainer import HaMTrainer
+from moalign.methods.sca.config import SCAConfig, parse_weight_vectors
+from moalign.methods.sca.trainer import SCATrainer
 
 WORDS = ["the", "cat", "dog", "good", "bad", "yes", "no", "happy", "sad", "sun"]
 OBJECTIVES = ["helpful", "harmless"]

@@ -11,7 +11,7 @@ import pytest
 
 from moalign.cli.main import main, parse_config
 from moalign.data import load_multi_objective
-from moalign.trainers.registry import get_method
+from moalign.methods.registry import get_method
 from moalign.trainers.run import load_eval_data, load_training_data
 from tests.cli.test_label import REWARDS, ROWS, direct_scores
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl

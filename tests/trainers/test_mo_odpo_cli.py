@@ -10,7 +10,7 @@ import torch
 
 from moalign.cli.main import main, parse_config
 from moalign.data.conditioning import load_conditioning
-from moalign.trainers.mo_odpo_config import MOODPOConfig
+from moalign.methods.mo_odpo.config import MOODPOConfig
 from moalign.trainers.run import train_method
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 from tests.trainers.test_mo_odpo_trainer import PROMPTS

@@ -12,9 +12,9 @@ from moalign.core.losses import dpo_loss
 from moalign.data.prompts import render_prompt
 from moalign.models import MultiHeadCausalLM, MultiHeadConfig
 from moalign.models.testing import make_tiny_llama_and_tokenizer
-from moalign.trainers.mo_odpo_config import MOODPOConfig
+from moalign.methods.mo_odpo.config import MOODPOConfig
 from moalign.rewards.registry import reward_spec_names
-from moalign.trainers.mo_odpo_trainer import MOODPOTrainer, label_pairs
+from moalign.methods.mo_odpo.trainer import MOODPOTrainer, label_pairs
 from tests.core.test_losses import _trl_compute_loss
 from tests.trainers.mo_odpo_rewards import CharSum, Length, PromptEcho
 

@@ -14,8 +14,8 @@ from transformers import TrainerCallback
 
 from moalign.models import MultiHeadCausalLM, MultiHeadConfig
 from moalign.models.testing import make_tiny_llama_and_tokenizer
-from moalign.trainers.mopo_config import MOPOConfig
-from moalign.trainers.mopo_trainer import MOPOTrainer
+from moalign.methods.mopo.config import MOPOConfig
+from moalign.methods.mopo.trainer import MOPOTrainer
 
 WORDS = ["the", "cat", "dog", "good", "bad", "yes", "no", "happy", "sad", "sun"]
 OBJECTIVES = ["helpful", "harmless"]

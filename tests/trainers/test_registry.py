@@ -11,7 +11,7 @@ import torch
 from moalign.cli.main import main
 from moalign.trainers.base_config import MultiObjectiveConfig
 from moalign.trainers.base_trainer import MultiObjectiveTrainer
-from moalign.trainers.registry import TrainingMethod, available_methods, get_method, register_method, unregister_method
+from moalign.methods.registry import TrainingMethod, available_methods, get_method, register_method, unregister_method
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 from tests.trainers.test_mopo_trainer import OBJECTIVES, make_rows
 

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from moalign.cli.main import main
-from moalign.trainers.registry import available_methods, get_method
+from moalign.methods.registry import available_methods, get_method
 from tests.baselines.test_modpo import OBJECTIVES as SCORED_OBJECTIVES
 from tests.baselines.test_modpo import make_scored_rows
 from tests.cli_setup import save_tiny_model, write_config, write_jsonl

@@ -13,8 +13,8 @@ from moalign.data.ric import parse_reward_prompt, preference_to_targets, render_
 from moalign.models import MultiHeadCausalLM, MultiHeadConfig
 from moalign.models.testing import make_tiny_llama_and_tokenizer
 from moalign.trainers.collator import PointwiseCollator
-from moalign.trainers.ric_config import RiCConfig
-from moalign.trainers.ric_trainer import RewardConditioner, RiCTrainer
+from moalign.methods.ric.config import RiCConfig
+from moalign.methods.ric.trainer import RewardConditioner, RiCTrainer
 from tests.trainers.test_ham_trainer import OBJECTIVES, make_pointwise_rows
 
 

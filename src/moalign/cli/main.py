@@ -131,7 +131,7 @@ def _synthetic(argv: list[str]) -> int:
 
 def _print_toy(result: dict) -> None:
     from moalign.experiments.toy import format_table
-    from moalign.experiments.toy_ham_run import format_weighted_likelihood_table
+    from moalign.experiments.toy_weighted_likelihood import format_weighted_likelihood_table
 
     print(format_table(result))
     if "weighted_likelihood" in result:
@@ -139,7 +139,7 @@ def _print_toy(result: dict) -> None:
 
 
 def _train(argv: list[str]) -> int:
-    from moalign.trainers.registry import available_methods
+    from moalign.methods.registry import available_methods
 
     methods = available_methods()
     if not argv or argv[0] not in methods:

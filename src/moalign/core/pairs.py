@@ -3,7 +3,7 @@
 For a weight vector w and two responses with reward vectors r_1, r_2, the scalarised scores are
 ``s_i = sum_k w_k r_ik`` (eq. 1) and y_1 is preferred when ``s_1 > s_2`` (eq. 2). Eq. 2 as printed gives a tie
 to y_2; a tie carries no preference, so by default it is left out of the loss instead (``tie_rule='skip'``;
-docs/design.md, MO-ODPO). Used by :class:`moalign.trainers.mo_odpo_trainer.MOODPOTrainer` (torch tensors) and
+docs/design.md, MO-ODPO). Used by :class:`moalign.methods.mo_odpo.trainer.MOODPOTrainer` (torch tensors) and
 the toy's online methods (:mod:`moalign.experiments.toy_online`, numpy arrays): the function is written with
 operations both array types share.
 """

@@ -2,7 +2,7 @@
 
 Every lag phase (every t0 steps) MOPO relaxes the threshold b of each secondary objective to
 ``b <- beta * (a value the previous policy attained)``. *Which* value is the rule; the trainer
-(:class:`moalign.trainers.mopo_trainer.MOPOTrainer`), the toy (:mod:`moalign.experiments.toy_dual`) and the
+(:class:`moalign.methods.mopo.trainer.MOPOTrainer`), the toy (:mod:`moalign.methods.mopo.toy_dual`) and the
 bandit (:mod:`moalign.experiments.bandit`) all call :func:`next_threshold`, so that the published toy and bandit
 figures test the trainer's rule.
 

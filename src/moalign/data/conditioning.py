@@ -26,7 +26,7 @@ a ``system`` message put first; when the conversation already opens with a syste
 prepended to that message's content (``block + separator + content``).
 
 The same :func:`render_conditioned_prompt` is called by the MO-ODPO trainer
-(:mod:`moalign.trainers.mo_odpo_trainer`), by evaluation (``Policy.conditioned`` in
+(:mod:`moalign.methods.mo_odpo.trainer`), by evaluation (``Policy.conditioned`` in
 :mod:`moalign.eval.policies`) and by P-MORL, so the text a policy is trained on is the text it is asked
 with. The function names of this module are a stable interface.
 """
@@ -333,7 +333,7 @@ def conditioning_file(method: str) -> str:
 def load_conditioning(directory: str | os.PathLike, method: str) -> ConditioningSpec:
     """The :class:`ConditioningSpec` a saved MO-ODPO or P-MORL model was trained with (for ``Policy.conditioned``)."""
     if method == "ric":
-        raise ValueError("RiC conditions on reward targets, not weights: load moalign.trainers.ric_trainer."
+        raise ValueError("RiC conditions on reward targets, not weights: load moalign.methods.ric.trainer."
                          "RewardConditioner from its folder")
     path = Path(directory) / conditioning_file(method)
     return ConditioningSpec.from_saved(json.loads(path.read_text(encoding="utf-8")))

@@ -16,7 +16,7 @@ mapping of a preference to targets is the HaM paper's §2.2 formula (RiC's ``lin
 ``f_j(w) = r_max_j`` if ``w_j >= 1/J`` else ``J w_j (r_max_j - r_min_j) + r_min_j``, with r_min/r_max
 the range of objective j's normalised training rewards **as written into the training prompts**, i.e. rounded to
 ``decimals`` (:func:`target_bounds`): the range of the conditions the model was trained on; the targets are rounded
-to the same grid. The text trainer and the toy (``experiments/toy_ric.py``) both round with
+to the same grid. The text trainer and the toy (``methods/ric/toy.py``) both round with
 :func:`round_conditions` and take the bounds from :func:`target_bounds`.
 """
 

@@ -34,7 +34,6 @@ from moalign.experiments.compare_report import (
 )
 
 TASKS = ("toy-A", "toy-B", "demo")
-DEMO_METHODS = ("mopo", "ham", "sca", "ric", "mo_odpo", "modpo", "rewarded_soups", "odpo_soups", "p_morl")
 TOY_QUICK_BUDGET = 300
 TOY_BUDGET = 1000
 
@@ -47,7 +46,8 @@ class CompareConfig:
     out: str = field(default="runs/compare", metadata={"help": "Output folder; finished methods there are reused."})
     methods: list[str] | None = field(default=None, metadata={
         "help": "Methods to compare (space- or comma-separated). Default: every method the task has (toy: the "
-                "toy's methods; demo: " + ", ".join(DEMO_METHODS) + ")."})
+                "toy's baselines and every registered method with a toy version; demo: every registered method "
+                "with compare facts; `moalign train` lists them)."})
     budget: int | None = field(default=None, metadata={
         "help": "Equal budget per method. demo: training tokens processed forward+backward (default: the demo "
                 "MOPO run's size, 60 steps x 8 sequences x ~60 tokens; quick: 4000). toy: Adam steps of every "
@@ -214,10 +214,10 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- toy
 def toy_methods() -> tuple[str, ...]:
-    """The methods the toy benchmark offers (read at call time: the toy gains methods)."""
-    from moalign.experiments import toy
+    """The methods the toy benchmark offers (read at call time: methods register themselves)."""
+    from moalign.experiments.toy import all_toy_methods
 
-    return tuple(toy.ALL_METHODS)
+    return all_toy_methods()
 
 
 def toy_config(config: CompareConfig, method: str, out: Path) -> Any:
@@ -264,6 +264,9 @@ def _toy_weights(params: dict[str, Any]) -> list[float] | None:
 
 def toy_result(config: CompareConfig, state: CompareState, methods: list[str]) -> dict[str, Any]:
     """Rows (the toy's method entries), HV ratios, relation, steerability, plot and table from the JSONs."""
+    from moalign.methods.registry import methods_in_order
+
+    registered = methods_in_order()
     rows: dict[str, Any] = {}
     reference = true_front = None
     for method in methods:
@@ -283,8 +286,10 @@ def toy_result(config: CompareConfig, state: CompareState, methods: list[str]) -
             points = np.array([p["expected_rewards"] for p in first])
             weights = [_toy_weights(p["params"]) for p in first]
             steer = steerability(weights, points, ["r1", "r2"])
-            if not steer["steerable"] and name.startswith("MOPO"):
-                steer["reason"] = "fixed: indexed by (primary, threshold b), not by a weight"
+            spec = registered.get(method)
+            reason = spec.toy.unsteerable_reason if spec is not None and spec.toy is not None else None
+            if not steer["steerable"] and reason:
+                steer["reason"] = reason
             rows[name] = {"method": method, "points": points.tolist(), "hv_ratio_mean": summary["hv_ratio_mean"],
                           "hv_ratio_std": summary["hv_ratio_std"], "hv_ratio_per_seed": summary["hv_ratio_per_seed"],
                           "policies_per_seed": summary["policies_per_seed"], "steerability": steer,

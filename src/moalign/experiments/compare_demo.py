@@ -9,13 +9,15 @@ responses (HaM, SCA, RiC) -- and online methods draw their prompts from the same
 
 Training: :func:`moalign.trainers.run.train_method` for every method, with one shared set of settings
 (LoRA rank, learning rate, batch, lengths, seed) and the token budget of
-:mod:`moalign.experiments.compare_budget` (MODPO: ``len(modpo_weights)`` models, soups: K specialists,
-each run ``budget / runs`` tokens).
+:mod:`moalign.experiments.compare_budget`; the data file follows the trainer's data kind and the rest is the
+method's registration (:class:`~moalign.methods.spec.CompareFacts`: its own arguments, its training jobs -- MODPO:
+one model per ``modpo_weights`` entry --, one run per objective for the soups' specialists; each run gets
+``budget / runs`` tokens).
 
 Evaluation, identical for every method: greedy responses to the held-out test prompts from each of the
-method's policies -- MOPO's steering grid (its corners are the heads), HaM's heads, SCA's weight heads,
-RiC's preference prompts, MO-ODPO's and P-MORL's conditioned prompts, the soups' interpolated adapters,
-MODPO's per-weight models -- scored on the *unconditioned* prompt; the base model once.
+policies the method offers (its ``CompareFacts.policies``: MOPO's steering grid, HaM's heads, SCA's weight heads,
+RiC's preference prompts, the conditioned prompts of MO-ODPO and P-MORL, the soups' interpolated adapters,
+MODPO's per-weight models), scored on the *unconditioned* prompt; the base model once.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from moalign.experiments.compare import DEMO_METHODS, CompareConfig, CompareState, log
+from moalign.experiments.compare import CompareConfig, CompareState, log
 from moalign.experiments.compare_budget import PeakMemory, metered
 from moalign.experiments.compare_report import (
     hypervolume_ci,
@@ -42,11 +44,31 @@ from moalign.experiments.compare_report import (
 )
 
 TRAIN_RECORD = "train_record.json"
-#: methods whose policies are prompts with the weights written at one decimal (the conditioning template)
-CONDITIONED = ("mo_odpo", "p_morl")
-POINTWISE = ("ham", "sca", "ric")
-PAIRWISE = ("mopo", "modpo")
-SOUPS = ("rewarded_soups", "odpo_soups")
+#: the shared data file each kind of trainer reads (``prepare_data``'s paths)
+DATA_FILES = {"pairwise": "pairs", "pointwise": "points", "prompts": "prompts"}
+
+
+def compared_methods(config: CompareConfig) -> list[str]:
+    """The methods to compare: ``config.methods``, else every registered method with compare facts (in registry
+    order); a named method without them is refused."""
+    from moalign.methods.registry import methods_in_order
+
+    offered = [name for name, spec in methods_in_order().items() if spec.compare is not None]
+    methods = config.methods or offered
+    unknown = [m for m in methods if m not in offered]
+    if unknown:
+        raise ValueError(f"compare --task demo knows {', '.join(offered)}; unknown: {', '.join(unknown)}")
+    return list(methods)
+
+
+def compare_facts(method: str) -> Any:
+    """The :class:`~moalign.methods.spec.CompareFacts` of a registered method."""
+    from moalign.methods.registry import get_method
+
+    facts = get_method(method).compare
+    if facts is None:
+        raise ValueError(f"method {method!r} declares no compare facts (TrainingMethod.compare)")
+    return facts
 
 
 def demo_config(config: CompareConfig) -> Any:
@@ -124,44 +146,24 @@ def prepare_data(config: CompareConfig, out: Path, reward_fns: list, objectives:
 
 def method_args(method: str, config: CompareConfig, paths: dict[str, Any], output_dir: Path,
                 weights: list[float] | None = None, overrides: dict[str, Any] | None = None) -> Any:
-    """The method's config: shared settings + its data + what the method itself needs + ``overrides`` (its tuned
-    settings, :mod:`moalign.experiments.compare_tuning`), which win."""
-    from moalign.experiments.demo import DemoConfig
-    from moalign.trainers.registry import get_method
+    """The method's config: shared settings + the data file of its kind + what the method itself needs (its
+    ``CompareFacts.args``) + ``overrides`` (its tuned settings, :mod:`moalign.experiments.compare_tuning`), which
+    win."""
+    from moalign.methods.registry import get_method
 
+    spec = get_method(method)
     common = dict(model_name_or_path=config.model_name_or_path, output_dir=str(output_dir),
                   max_steps=config.max_steps_cap, per_device_train_batch_size=config.batch_size,
                   learning_rate=config.learning_rate, lr_scheduler_type="constant", use_cpu=True, report_to=[],
-                  seed=config.seed, save_strategy="no", save_only_model=True, logging_steps=10, disable_tqdm=True, lora_r=config.lora_r,
-                  lora_alpha=2 * config.lora_r, max_completion_length=config.sample_max_new_tokens + 1,
+                  seed=config.seed, save_strategy="no", save_only_model=True, logging_steps=10, disable_tqdm=True,
+                  lora_r=config.lora_r, lora_alpha=2 * config.lora_r,
+                  max_completion_length=config.sample_max_new_tokens + 1,
                   use_chat_template=config.use_chat_template, precision=config.precision)
-    extra: dict[str, Any]
-    if method == "mopo":
-        d = DemoConfig()  # the demo's MOPO settings, as `moalign demo` trains it
-        extra = dict(dataset_path=paths["pairs"], tau=d.tau, lower_bound_eps=d.lower_bound_eps,
-                     threshold_rule=d.threshold_rule, constraint_estimator=d.constraint_estimator,
-                     lag_steps=d.lag_steps, head_type=d.head_type)
-    elif method == "modpo":  # modpo_weights sweep the first objective's weight: it is the named target
-        from moalign.rewards.registry import reward_spec_names
-
-        extra = dict(dataset_path=paths["pairs"], weights=weights,
-                     target_objective=reward_spec_names(list(config.reward_functions))[0])
-    elif method in POINTWISE:
-        extra = dict(dataset_path=paths["points"])
-    else:
-        extra = dict(dataset_path=paths["prompts"], reward_functions=list(config.reward_functions))
-        if method in ("rewarded_soups", "p_morl"):
-            extra["num_generations"] = config.num_generations
-    return get_method(method).config_class(**{**common, **extra, **(overrides or {})})
-
-
-def modpo_weight_vector(w1: float, num_objectives: int) -> list[float]:
-    """MODPO's weight vector of one ``modpo_weights`` entry: ``w1`` on the first objective, the rest ``1 - w1``
-    split evenly over the other ``num_objectives - 1`` (two objectives: ``(w1, 1 - w1)``); the first objective is
-    named MODPO's target (:func:`method_args`)."""
-    if not 0 < w1 <= 1 or num_objectives < 2:
-        raise ValueError(f"modpo weight w1 must be in (0, 1] with >= 2 objectives, got {w1} for {num_objectives}")
-    return [float(w1)] + [(1.0 - w1) / (num_objectives - 1)] * (num_objectives - 1)
+    extra: dict[str, Any] = {"dataset_path": paths[DATA_FILES[spec.data_kind]]}
+    if spec.data_kind == "prompts":  # online methods score their own samples with the comparison's scorers
+        extra["reward_functions"] = list(config.reward_functions)
+    extra.update(compare_facts(method).training_args(config, weights))
+    return spec.config_class(**{**common, **extra, **(overrides or {})})
 
 
 def train_method_on_budget(method: str, config: CompareConfig, paths: dict[str, Any], mdir: Path,
@@ -173,12 +175,9 @@ def train_method_on_budget(method: str, config: CompareConfig, paths: dict[str, 
     if mdir.exists():
         shutil.rmtree(mdir)  # an interrupted method restarts: its budget is counted from zero
     mdir.mkdir(parents=True)
-    if method == "modpo":
-        k = len(config.reward_functions)
-        jobs = [(mdir / f"model_w{w:g}", modpo_weight_vector(w, k)) for w in config.modpo_weights]
-    else:
-        jobs = [(mdir / "model", None)]
-    runs = len(jobs) * (len(config.reward_functions) if method in SOUPS else 1)
+    facts = compare_facts(method)
+    jobs = [(mdir / name, weights) for name, weights in facts.training_jobs(config)]
+    runs = len(jobs) * (len(config.reward_functions) if facts.runs_per_objective else 1)
     start = time.time()
     with PeakMemory() as memory, metered(run_budget=-(-budget // runs),
                                          checkpoint_fractions=tuple(config.curve_fractions)) as meter:
@@ -190,7 +189,7 @@ def train_method_on_budget(method: str, config: CompareConfig, paths: dict[str, 
                        "planned_runs": runs, "within_tolerance": abs(ratio - 1) <= config.budget_tolerance,
                        "per_run": [vars(r) for r in meter.runs]},
             "train_seconds": time.time() - start, "memory": memory.to_dict(),
-            "settings": dict(overrides or {}), "models": [str(d) for d, _ in jobs], "modpo_weights": [w for _, w in jobs] if method == "modpo" else None}
+            "settings": dict(overrides or {}), "models": [str(d) for d, _ in jobs], "job_weights": [w for _, w in jobs]}
     write_json(mdir / TRAIN_RECORD, record)  # an interrupted evaluation resumes without retraining
     return record
 
@@ -208,60 +207,15 @@ def _grid(config: CompareConfig, k: int) -> list[tuple[float, ...]]:
 
 
 def method_policies(method: str, config: CompareConfig, record: dict[str, Any], k: int) -> list[tuple[Any, list]]:
-    """``[(load_model, [(Policy, prompt_transform or None, weights or None), ...]), ...]`` of a trained method."""
-    from moalign.eval.policies import Policy
-    from moalign.models import MultiHeadCausalLM
-    from moalign.models.loading import load_base_model
+    """``[(load_model, [(Policy, prompt_transform or None, weights or None), ...]), ...]`` of a trained method: its
+    ``CompareFacts.policies`` on the record's folders and the steering grid."""
+    from moalign.methods.spec import PolicyContext, resolve
 
     models = [Path(m) for m in record["models"]]
-    base = lambda: load_base_model(config.model_name_or_path)  # noqa: E731
-    multihead = lambda d: (lambda: MultiHeadCausalLM.from_pretrained(d, base_model=base(), is_trainable=False))  # noqa: E731
-    grid = _grid(config, k)
-    if method == "mopo":
-        from moalign.experiments.demo import DemoConfig
-
-        div = DemoConfig().steering_divergence
-        return [(multihead(models[0]), [(Policy.steered(w, divergence=div), None, list(w)) for w in grid])]
-    if method in ("ham", "sca"):
-        import json as _json
-
-        names = _json.loads((models[0] / "multihead_config.json").read_text())["multihead"]["head_names"]
-        entries = []
-        for i, name in enumerate(names):
-            w = None
-            if method == "sca":
-                w = [float(v) for v in name.split("_")[1:]]
-            entries.append((Policy.from_head(i, name=f"head:{name}"), None, w))
-        return [(multihead(models[0]), entries)]
-    if method == "ric":
-        from moalign.trainers.ric_trainer import RewardConditioner
-
-        cond = RewardConditioner.load(models[0])
-        return [(multihead(models[0]), [(Policy.as_is(f"ric[{','.join(f'{v:g}' for v in w)}]"),
-                                         lambda p, w=w: cond.prompt_for_preference(p, list(w)), list(w))
-                                        for w in grid])]
-    if method == "modpo":
-        return [(multihead(d), [(Policy.as_is(f"modpo[{','.join(f'{v:g}' for v in w)}]"), None, w)])
-                for d, w in zip(models, record["modpo_weights"])]
-    if method == "mo_odpo":
-        from moalign.data.conditioning import load_conditioning
-
-        spec = load_conditioning(models[0], "mo_odpo")
-        return [(multihead(models[0]), [(Policy.conditioned(w, spec), None, list(w)) for w in grid])]
-    if method == "p_morl":
-        from peft import PeftModel
-
-        from moalign.data.conditioning import load_conditioning
-
-        spec = load_conditioning(models[0], "p_morl")
-        return [(lambda: PeftModel.from_pretrained(base(), str(models[0])),
-                 [(Policy.conditioned(w, spec), None, list(w)) for w in grid])]
-    if method in SOUPS:
-        from moalign.models.soups import SoupModel
-
-        return [(lambda: SoupModel.from_pretrained(models[0], base_model=base()),
-                 [(Policy.weighted(w), None, list(w)) for w in grid])]
-    raise ValueError(f"compare has no evaluation recipe for method {method!r}")
+    weights = record.get("job_weights") or record.get("modpo_weights") or [None] * len(models)  # older records
+    ctx = PolicyContext(models=models, job_weights=list(weights), grid=_grid(config, k),
+                        model_name_or_path=config.model_name_or_path)
+    return resolve(compare_facts(method).policies)(ctx)
 
 
 def evaluate_method(groups: list[tuple[Any, list]], tokenizer: Any, prompts: list[str], reward_fns: list,
@@ -298,20 +252,16 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
     from moalign.eval.policies import Policy
     from moalign.rewards.labelling import score_completions
     from moalign.rewards.registry import resolve_rewards, reward_spec_names
-    from moalign.trainers.registry import available_methods
-
     import torch
 
     cfg = quick_overrides(config)
     budget = config.resolved_budget()
-    methods = cfg.methods or [m for m in DEMO_METHODS if m in available_methods()]
-    unknown = sorted(set(methods) - set(DEMO_METHODS))
-    if unknown:
-        raise ValueError(f"compare --task demo knows {', '.join(DEMO_METHODS)}; unknown: {', '.join(unknown)}")
-    conditioned = [m for m in methods if m in CONDITIONED]
-    if conditioned and 10 % cfg.steering_steps:
-        raise ValueError(f"{', '.join(conditioned)} write the weights with one decimal: --steering_steps must "
-                         f"divide 10 (1, 2, 5 or 10), got {cfg.steering_steps}")
+    methods = compared_methods(cfg)
+    for method in methods:  # a method writing its weights with d decimals needs a grid of steps dividing 10^d
+        decimals = compare_facts(method).weight_decimals
+        if decimals is not None and 10 ** decimals % cfg.steering_steps:
+            raise ValueError(f"{method} writes the weights with {decimals} decimal(s): --steering_steps must divide "
+                             f"{10 ** decimals}, got {cfg.steering_steps}")
     reward_fns = resolve_rewards(list(cfg.reward_functions))
     objectives = reward_spec_names(list(cfg.reward_functions))
     torch.manual_seed(cfg.seed)

@@ -2,7 +2,7 @@
 
 **Protocol.** Every method gets ``tune_trials`` trials (default 4) over its own main settings -- its learning
 rate and its KL-type coefficient (β, τ or the GRPO KL β), the grid registered with the method
-(:attr:`moalign.trainers.registry.TrainingMethod.tuning_grid`; every built-in grid has 4 points, so the default
+(:attr:`moalign.methods.registry.TrainingMethod.tuning_grid`; every built-in grid has 4 points, so the default
 covers each grid once; a larger grid is sampled, seeded, without replacement; a smaller one is refused, since
 the method would get fewer trials). A trial trains the method from scratch on the comparison's train data with
 ``tune_fraction`` of the token budget (default 0.5), then evaluates every policy of the method greedily on the
@@ -35,7 +35,7 @@ PACKAGED_DIR = Path(__file__).resolve().parent / "data"
 
 def trial_settings(method: str, trials: int, seed: int = 0) -> list[dict[str, float]]:
     """The ``trials`` settings a method is tuned over: its registered grid's points (a seeded sample if larger)."""
-    from moalign.trainers.registry import get_method
+    from moalign.methods.registry import get_method
 
     grid = get_method(method).tuning_grid
     if not grid:
@@ -111,17 +111,17 @@ def run_tuning(config: Any, out: Path, source: Any = None) -> dict[str, Any]:
     from moalign.eval.generate import generate_completions
     from moalign.eval.policies import Policy
     from moalign.experiments import compare_demo
-    from moalign.experiments.compare import DEMO_METHODS, log
+    from moalign.experiments.compare import log
     from moalign.experiments.compare_prompts import DemoPromptSource
     from moalign.experiments.compare_report import shared_reference, write_json
     from moalign.models import load_tokenizer
     from moalign.rewards.labelling import score_completions
     from moalign.rewards.registry import resolve_rewards, reward_spec_names
-    from moalign.trainers.registry import available_methods, get_method
+    from moalign.methods.registry import get_method
 
     start = time.time()
     cfg = replace(compare_demo.quick_overrides(config), curve_fractions=[])  # trials keep no checkpoints
-    methods = cfg.methods or [m for m in DEMO_METHODS if m in available_methods()]
+    methods = compare_demo.compared_methods(cfg)
     reward_fns = resolve_rewards(list(cfg.reward_functions))
     objectives = reward_spec_names(list(cfg.reward_functions))
     source = source or DemoPromptSource(cfg)

@@ -278,7 +278,7 @@ def build_pairs(samples: list[dict], scores: np.ndarray, objectives: list[str]) 
 
 def train(model: Any, tokenizer: Any, pairs: Any, config: DemoConfig, out: Path) -> Any:
     """MOPO on the labelled pairs (a ``MultiObjectiveDataset``); resumes from the last checkpoint in ``out/model``."""
-    from moalign.trainers.registry import get_method
+    from moalign.methods.registry import get_method
 
     mopo = get_method("mopo")
     args = mopo.config_class(

@@ -1,11 +1,12 @@
 """Synthetic benchmark 2: the continuous toy problem of mopo-paper §2 / App. A.1 (Figures 1 and 7).
 
-``run_toy(ToyConfig(set="A"))`` draws the preference data, trains DPO on D1,
-D2, DJ and D_C(w), computes the COP oracle, trains MOPO (Algorithm 1, fixed
-thresholds, lagged reference) on the multi-objective rows, evaluates every
-policy's expected rewards with the true reward functions on the grid
-``x = linspace(0, 1, 201)``, and compares each method's set of policies with
-the true Pareto front by hypervolume. It writes ``toy_<set>.json`` (every
+``run_toy(ToyConfig(set="A"))`` draws the preference data, runs the toy's own
+baselines (the COP oracle, DPO on D1, D2, DJ and D_C(w): :mod:`moalign.experiments.toy_baselines`)
+and the tabular version of every selected registered method (its registration's
+``ToyEntry``, e.g. MOPO's Algorithm 1 with fixed thresholds and a lagged reference,
+in registry order), evaluates every policy's expected rewards with the true reward
+functions on the grid ``x = linspace(0, 1, 201)``, and compares each method's set
+of policies with the true Pareto front by hypervolume. It writes ``toy_<set>.json`` (every
 policy's parameters, probability vectors on the grid, expected rewards; the
 true front; the reference point; the HV ratios) and ``toy_<set>.png``.
 docs/toy.md documents every choice, the results and what did not work.
@@ -18,24 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from moalign.experiments.toy_methods import (
-    DPOSettings,
-    MOPOSettings,
-    PreferenceTables,
-    cop_oracle,
-    cop_threshold_range,
-    preference_tables,
-    threshold_range,
-    train_dpo,
-    train_mopo,
-)
-from moalign.experiments.toy_ham_run import WL_METHODS, run_weighted_likelihood_methods
-from moalign.experiments.toy_odpo_run import ODPO_METHODS, run_odpo_methods
-from moalign.experiments.toy_dual import TOY_CONSTRAINT_ESTIMATORS, TOY_THRESHOLD_RULES, mopo_dual_report
+from moalign.experiments.toy_baselines import DPOSettings, cop_oracle, cop_threshold_range, train_dpo
 from moalign.experiments.toy_plot import plot_toy
 from moalign.experiments.toy_problem import (
     NUM_CONTEXTS,
@@ -47,15 +36,33 @@ from moalign.experiments.toy_problem import (
     mixture_hypervolume_ratio,
     sample_preference_data,
     true_front,
-    true_win_rates,
 )
+from moalign.experiments.toy_run import ToyRun
+from moalign.methods.mopo.toy import PRIMARIES
+from moalign.methods.mopo.toy_dual import TOY_CONSTRAINT_ESTIMATORS, TOY_THRESHOLD_RULES
 
 QUICK = {"num_rows": 20_000, "seeds": 1, "dc_weights": 5, "cop_thresholds": 9, "mopo_thresholds": 5,
          "dpo_steps": 150, "mopo_steps": 300, "front_num_y": 401, "front_num_weights": 401}
-PRIMARIES = {"r1": [0], "r2": [1], "both": [0, 1]}
-ALL_METHODS = ("cop", "dpo", "mopo", "ham", "sca", "ric")  # ham/sca/ric: toy_ham_run.py (tabular, pointwise rows)
-ALL_METHODS += ODPO_METHODS  # mo_odpo, p_morl, rewarded_soups, odpo_soups, modpo: toy_odpo_run.py
-DEFAULT_METHODS = tuple(m for m in ALL_METHODS if m not in ODPO_METHODS)  # opt-in: +1.6k policies in the JSON
+#: the toy's own baselines (not registered methods): the COP oracle and DPO on single-label data
+BASELINES = ("cop", "dpo")
+
+
+def toy_entries() -> dict[str, Any]:
+    """Every registered method with a toy version: name -> its ``ToyEntry`` (registry order)."""
+    from moalign.methods.registry import methods_in_order
+
+    return {name: m.toy for name, m in methods_in_order().items() if m.toy is not None}
+
+
+def all_toy_methods() -> tuple[str, ...]:
+    """What ``--methods`` accepts: the baselines, then every registered method with a toy version."""
+    return BASELINES + tuple(toy_entries())
+
+
+def default_toy_methods() -> list[str]:
+    """The default selection: the baselines and the methods whose toy entry is a default (the others are opt-in,
+    e.g. the online family's +1.6k policies in the JSON)."""
+    return list(BASELINES) + [name for name, entry in toy_entries().items() if entry.default]
 
 
 @dataclass
@@ -67,10 +74,11 @@ class ToyConfig:
     seeds: int = field(default=3, metadata={"help": "Independent datasets + initialisations; HV ratios are "
                                                     "reported as mean +- std over seeds."})
     seed: int = field(default=0, metadata={"help": "First seed; runs use seed, seed+1, ..., seed+seeds-1."})
-    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS), metadata={
-        "help": "Which methods to run: any of 'cop', 'dpo', 'mopo', 'ham', 'sca', 'ric' (the default set) and "
-                "'mo_odpo', 'p_morl', 'rewarded_soups', 'odpo_soups', 'modpo', space- or comma-separated "
-                "(the uniform reference is always evaluated)."})
+    methods: list[str] = field(default_factory=default_toy_methods, metadata={
+        "help": "Which methods to run, space- or comma-separated: the baselines 'cop', 'dpo' and any registered "
+                "method with a toy version (the default set: the baselines, 'mopo', 'ham', 'sca', 'ric'; opt-in: "
+                "'mo_odpo', 'p_morl', 'rewarded_soups', 'odpo_soups', 'modpo'; the uniform reference is always "
+                "evaluated)."})
     quick: bool = field(default=False, metadata={"help": f"Fast tier for tests/CI smoke (well under a minute): "
                                                           f"overrides {sorted(QUICK)}."})
     num_rows: int = field(default=4_000_000, metadata={
@@ -141,7 +149,7 @@ class ToyConfig:
         "help": "Weights of G_hat and LB (Alg. 1 line 5): 'row' the ratio's own (eq. 10; per-row labels in "
                 "'sample_row', biased), 'policy' the label-free clip(pi_theta / mu) (MOPOTrainer's default)."})
     ham_ks: list[int] = field(default_factory=lambda: [2, 5, 10], metadata={
-        "help": "HaM: number of policies K, one HaM run per value (exact HV of eq. 6; toy_ham.py)."})
+        "help": "HaM: number of policies K, one HaM run per value (exact HV of eq. 6; methods/ham/toy.py)."})
     ham_steps: int = field(default=1000, metadata={"help": "Adam steps (full batch) of HaM, SCA and RiC's SFT."})
     ham_learning_rate: float = field(default=0.05, metadata={"help": "Adam learning rate of HaM's and SCA's logits."})
     ham_init_noise: float = field(default=0.1, metadata={
@@ -182,9 +190,10 @@ class ToyConfig:
         if self.mopo_lambda_max is not None and not self.mopo_lambda_max > 0:
             raise ValueError(f"ToyConfig.mopo_lambda_max must be > 0 or None, got {self.mopo_lambda_max}")
         methods = [m.strip() for item in self.methods for m in str(item).split(",") if m.strip()]
-        unknown = set(methods) - set(ALL_METHODS)
+        offered = all_toy_methods()
+        unknown = set(methods) - set(offered)
         if unknown:
-            raise ValueError(f"ToyConfig.methods has unknown entries {sorted(unknown)}; use {', '.join(ALL_METHODS)}")
+            raise ValueError(f"ToyConfig.methods has unknown entries {sorted(unknown)}; use {', '.join(offered)}")
         cfg = replace(self, methods=methods)
         return replace(cfg, **QUICK) if cfg.quick else cfg
 
@@ -218,9 +227,10 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
     timings["true_front"] = time.time() - t
 
     dc_w = np.unique(np.append(np.linspace(0.0, 1.0, cfg.dc_weights), cfg.combined_weight))
+    entries = {name: entry for name, entry in toy_entries().items() if name in cfg.methods}
     t = time.time()
     datasets = [sample_preference_data(cfg.set, cfg.num_rows, dc_w, np.random.default_rng(s)) for s in seeds
-                if {"dpo", "mopo"} & set(cfg.methods)]  # the pairwise rows only where a method uses them
+                if "dpo" in cfg.methods or any(e.pairwise_rows for e in entries.values())]  # only where used
     timings["data"] = time.time() - t
 
     policies: list[dict] = []
@@ -242,12 +252,9 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
     # DPO baselines
     if "dpo" in cfg.methods:
         _run_dpo(cfg, datasets, seeds, dc_w, add, timings, progress)
-    mopo_dual = _run_mopo(cfg, datasets, seeds, add, timings, progress) if "mopo" in cfg.methods else None
-    wl_run = None
-    if set(cfg.methods) & set(WL_METHODS):  # HaM, SCA, RiC on pointwise rows (toy_ham_run.py)
-        wl_run = run_weighted_likelihood_methods(cfg, seeds, add, timings, progress)
-    odpo_settings = run_odpo_methods(cfg, seeds, datasets, add, timings, progress) \
-        if set(cfg.methods) & set(ODPO_METHODS) else None  # the online methods: toy_odpo_run.py
+    run = ToyRun(cfg=cfg, seeds=seeds, datasets=datasets, add=add, timings=timings, progress=progress)
+    for entry in entries.values():  # every selected method's tabular version, in registry order
+        entry.runner(run)
 
     # evaluation with the true rewards
     for p in policies:
@@ -268,12 +275,9 @@ def run_toy(config: ToyConfig, progress: bool = True) -> dict:
         "policies": [{**p, "probs": _json_rows(p["probs"])} for p in policies],
         "timings_s": {**timings, "total": time.time() - start},
     }
-    if mopo_dual is not None:  # lambda, b, G_hat, LB per phase; estimate vs truth (toy_dual.py)
-        result["mopo_dual"] = mopo_dual
-    if wl_run is not None:
-        result["weighted_likelihood"] = wl_run.report(policies, front, methods)
-    if odpo_settings is not None:
-        result["odpo_settings"] = odpo_settings
+    for report in run.reports:  # e.g. the weighted-likelihood report over every method (toy_weighted_likelihood)
+        report(policies, front, methods)
+    result.update(run.results)  # what the methods report beyond their policies (e.g. mopo_dual, odpo_settings)
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / f"toy_{cfg.set}.json", "w") as fh:
@@ -304,52 +308,6 @@ def _run_dpo(cfg: ToyConfig, datasets: list, seeds: list[int], dc_w: np.ndarray,
                     add("DPO-DC", params, dpo_probs[si, di])
             else:
                 add(f"DPO-{name}", params, dpo_probs[si, di])
-
-
-def mopo_thresholds(tables: PreferenceTables, primaries: list[int], count: int, margin: float) -> torch.Tensor:
-    """Fixed thresholds ``(S, P, K)``: evenly over the data range of each secondary win rate, widened by margin."""
-    out = []
-    for primary in primaries:
-        ends = threshold_range(tables, primary)  # (S, 2)
-        frac = torch.linspace(-margin, 1.0 + margin, count, dtype=torch.float64)
-        out.append(ends[:, :1] + frac[None] * (ends[:, 1:] - ends[:, :1]))
-    return torch.stack(out, dim=1)
-
-
-def _run_mopo(cfg: ToyConfig, datasets: list, seeds: list[int], add: AddPolicy, timings: dict,
-              progress: bool) -> dict:
-    """MOPO for every (seed, primary, b) in one batch of networks, from the pairwise rows only."""
-    t = time.time()
-    primaries = PRIMARIES[cfg.mopo_primaries]
-    tables = preference_tables(datasets, cfg.num_actions, cfg.train_contexts, cfg.mopo_winrate_bandwidth_x,
-                               cfg.mopo_winrate_bandwidth_y)
-    thresholds = mopo_thresholds(tables, primaries, cfg.mopo_thresholds, cfg.mopo_threshold_margin)
-    mopo = MOPOSettings(cfg.mopo_ratio_form, cfg.mopo_tau, cfg.mopo_lag_steps, cfg.mopo_steps,
-                        cfg.mopo_learning_rate, cfg.mopo_lambda_learning_rate, cfg.mopo_lag_clip,
-                        cfg.mopo_lower_bound_eps, cfg.hidden, cfg.mopo_normalise, cfg.mopo_threshold_rule,
-                        cfg.mopo_threshold_beta, cfg.mopo_constraint_estimator, cfg.mopo_threshold_warmup_steps,
-                        cfg.mopo_lambda_max)
-    true_rates = true_win_rates(cfg.set, cfg.train_contexts, cfg.num_actions)  # estimate vs truth
-    out = train_mopo(tables, thresholds, primaries, mopo, seeds[0], cfg.train_contexts, progress, true_rates)
-    timings["mopo"] = time.time() - t
-    dual = out["dual"]
-    for si, seed in enumerate(seeds):
-        for pi, primary in enumerate(primaries):
-            for ki in range(thresholds.shape[-1]):
-                add("MOPO", {"primary": f"r{primary + 1}", "secondary": f"r{2 - primary}",
-                             "b": float(thresholds[si, pi, ki]), "tau": cfg.mopo_tau,
-                             "ratio_form": cfg.mopo_ratio_form, "seed": seed,
-                             "final_lambda": float(out["lambda"][si, pi, ki]),
-                             "final_G_hat": float(out["estimate"][si, pi, ki]),
-                             "winrate_bandwidths": tables.bandwidths[si].tolist(),
-                             "threshold_rule": cfg.mopo_threshold_rule,
-                             "constraint_estimator": cfg.mopo_constraint_estimator,
-                             "max_lambda": float(dual["lambda_max"][si, pi, ki]),
-                             "final_threshold": float(dual["threshold_final"][si, pi, ki])}, out["probs"][si, pi, ki])
-    return mopo_dual_report(dual, thresholds, primaries, seeds, cfg.mopo_lag_steps, {
-        "threshold_rule": cfg.mopo_threshold_rule, "threshold_beta": cfg.mopo_threshold_beta,
-        "constraint_estimator": cfg.mopo_constraint_estimator, "ratio_form": cfg.mopo_ratio_form,
-        "threshold_warmup_steps": cfg.mopo_threshold_warmup_steps, "lambda_max": cfg.mopo_lambda_max})
 
 
 def _summarise(policies: list[dict], front, seeds: list[int]) -> dict:

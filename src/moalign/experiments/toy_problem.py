@@ -1,7 +1,7 @@
 """The continuous toy problem of mopo-paper §2 / App. A.1: rewards, data, grids, true front, evaluation.
 
 Everything here is NumPy and independent of the learning code (``toy_policy``,
-``toy_methods``): the true Pareto front and the evaluation of a policy use
+the baselines, the methods' toy versions): the true Pareto front and the evaluation of a policy use
 only the reward functions below, so a learned policy is judged against truth.
 
 * Contexts and actions live in ``[0, 1]``. Policies are evaluated on the

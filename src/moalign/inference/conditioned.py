@@ -164,7 +164,7 @@ class RewardConditionedFamily(_ConditionedFamily):
 
     def __init__(self, folder: Any) -> None:
         super().__init__(folder)
-        from moalign.trainers.ric_trainer import RewardConditioner
+        from moalign.methods.ric.trainer import RewardConditioner
 
         self.conditioner = RewardConditioner.load(folder.path)
 

@@ -1,30 +1,30 @@
 """Policy families: for each kind of trained folder, the policy of a weight vector -- to generate and to export.
 
-A *policy family* knows one way a trained method turns a preference ``w`` into a policy:
+A *policy family* knows one way a trained method turns a preference ``w`` into a policy. The kinds several
+methods share live here; a method's own family lives in its package (``moalign/methods/<name>/family.py``):
 
-========================  ==============================  ===================================================
-family                    methods                         the policy of ``w``
-========================  ==============================  ===================================================
-:class:`HeadsFamily`      MOPO, HaM                       the heads steered with ``w`` (MOPO paper App. A.6)
-:class:`WeightHeadsFamily` SCA                            the head trained for ``w``, or reverse-KL steering
-                                                          of the two trained heads around ``w``
-:class:`SoupFamily`       Rewarded Soups, ODPO Soups      the specialists' LoRA adapters interpolated at ``w``
-:class:`PerWeightFamily`  MODPO                           the model trained for the weight vector nearest ``w``
-conditioned families      MO-ODPO, P-MORL, RiC            ``w`` written into the prompt
-                          (:mod:`moalign.inference.conditioned`)
-========================  ==============================  ===================================================
+==============================================  =====================  ==========================================
+family                                          methods                the policy of ``w``
+==============================================  =====================  ==========================================
+:class:`HeadsFamily`                            MOPO, HaM              the heads steered with ``w`` (MOPO App. A.6)
+:class:`~moalign.methods.sca.family.            SCA                    the head trained for ``w``, or reverse-KL
+WeightHeadsFamily`                                                     steering of the two heads around ``w``
+:class:`SoupFamily`                             Rewarded/ODPO Soups    the specialists' adapters interpolated at ``w``
+:class:`~moalign.methods.modpo.family.          MODPO                  the model trained for the weights nearest ``w``
+PerWeightFamily`
+conditioned families                            MO-ODPO, P-MORL, RiC   ``w`` written into the prompt
+(:mod:`moalign.inference.conditioned`)
+==============================================  =====================  ==========================================
 
 Each family gives a :class:`GenerationTarget` (model, evaluation :class:`~moalign.eval.policies.Policy`, prompt
 rewrite) that :func:`moalign.eval.generate.generate_completions` decodes, and an :class:`ExportedModel` (a plain
-transformers model plus chat-template changes). The table :data:`FAMILIES` maps a method name to its family;
-:func:`family_for` is the only place that reads a method name, so no caller branches on methods.
+transformers model plus chat-template changes). Which family a method uses is part of its registration
+(:attr:`moalign.methods.spec.TrainingMethod.family`); :func:`family_for` reads it, so no caller branches on methods.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +33,8 @@ from typing import Any
 from moalign.inference.folder import TrainedFolder, read_folder
 from moalign.inference.weights import check_weights
 
-__all__ = ["ExportedModel", "GenerationTarget", "PolicyFamily", "HeadsFamily", "WeightHeadsFamily", "SoupFamily",
-           "PerWeightFamily", "FAMILIES", "register_family", "family_for", "load_single_model"]
+__all__ = ["ExportedModel", "GenerationTarget", "PolicyFamily", "HeadsFamily", "SoupFamily", "family_for",
+           "load_single_model", "export_single_model"]
 
 
 @dataclass
@@ -211,50 +211,6 @@ class HeadsFamily(PolicyFamily):
         return ExportedModel(model, notes=notes + ([note] if note else []))
 
 
-class WeightHeadsFamily(HeadsFamily):
-    """SCA: one head per trained weight vector (head names ``w_0.3_0.7``); the user gives objective weights.
-
-    ``w`` equal to a head's vector selects that head. Between trained vectors (two objectives) the two
-    neighbouring heads are steered with reverse KL, with the convex coefficients that reproduce ``w`` from their
-    vectors. With three or more objectives only the trained vectors are accepted.
-    """
-
-    @property
-    def weight_names(self) -> list[str]:
-        return list(self.folder.objectives)
-
-    @property
-    def head_vectors(self) -> list[tuple[float, ...]]:
-        vectors = []
-        for name in self.head_names:
-            try:
-                vectors.append(tuple(float(v) for v in name.split("_")[1:]))
-            except ValueError:
-                raise ValueError(f"{self.folder.path}: head {name!r} does not name a weight vector (w_0.3_0.7)") from None
-        return vectors
-
-    def coefficients(self, weights: tuple[float, ...]) -> tuple[list[float], str | None]:
-        vectors = self.head_vectors
-        for j, v in enumerate(vectors):
-            if all(math.isclose(a, b, abs_tol=1e-9) for a, b in zip(v, weights)):
-                return [1.0 if i == j else 0.0 for i in range(len(vectors))], None
-        trained = "; ".join(",".join(f"{x:g}" for x in v) for v in vectors)
-        if len(weights) != 2:
-            raise ValueError(f"SCA model: weights {list(weights)} are not one of its trained weight vectors ({trained});"
-                             " with more than two objectives only those are offered")
-        below = [(v[0], j) for j, v in enumerate(vectors) if v[0] <= weights[0]]
-        above = [(v[0], j) for j, v in enumerate(vectors) if v[0] >= weights[0]]
-        if not below or not above:
-            raise ValueError(f"SCA model: weights {list(weights)} lie outside its trained weight vectors ({trained})")
-        (lo, j), (hi, i) = max(below), min(above)
-        t = (weights[0] - lo) / (hi - lo)
-        coefficients = [0.0] * len(vectors)
-        coefficients[j], coefficients[i] = 1.0 - t, t
-        note = (f"between the trained heads {self.head_names[j]} and {self.head_names[i]}: reverse-KL steering with "
-                f"{1 - t:.4g} / {t:.4g}")
-        return coefficients, note
-
-
 class SoupFamily(PolicyFamily):
     """Rewarded Soups / ODPO Soups: the specialists' adapters interpolated at ``w`` (:mod:`moalign.models.soups`)."""
 
@@ -288,98 +244,16 @@ class SoupFamily(PolicyFamily):
         return ExportedModel(merged, notes=notes)
 
 
-class PerWeightFamily(PolicyFamily):
-    """MODPO: one trained model per weight vector; the policy of ``w`` is the model trained nearest to it."""
-
-    kind = "per_weight"
-
-    @property
-    def members(self) -> list[tuple[tuple[float, ...], Path]]:
-        """``(weights, folder)`` of every trained model, from its head name ``modpo_w_0.7_0.3``."""
-        folders = self.folder.members or [self.folder.path]
-        out = []
-        for directory in folders:
-            payload = json.loads((directory / "multihead_config.json").read_text())
-            name = payload["multihead"]["head_names"][0]
-            out.append((tuple(float(v) for v in name.rsplit("w_", 1)[1].split("_")), directory))
-        return out
-
-    def nearest(self, weights: tuple[float, ...]) -> tuple[tuple[float, ...], Path, bool]:
-        """``(trained weights, folder, exact)`` of the model nearest ``weights`` (Euclidean; ties: first folder)."""
-        best = min(self.members, key=lambda m: (math.dist(m[0], weights), str(m[1])))
-        return best[0], best[1], math.dist(best[0], weights) < 1e-9
-
-    def _select(self, weights: tuple[float, ...]) -> tuple[Path, str | None]:
-        trained, directory, exact = self.nearest(weights)
-        if exact:
-            return directory, None
-        note = (f"{self.folder.method} trains one model per weight vector; none was trained for {list(weights)}, "
-                f"so the nearest one is used: {directory} (trained for {list(trained)})")
-        warnings.warn(note, stacklevel=3)
-        return directory, note
-
-    @property
-    def tokenizer_dir(self) -> Path:
-        return self.members[0][1]
-
-    def describe(self, weights: tuple[float, ...]) -> str:
-        trained, directory, _ = self.nearest(weights)
-        return f"{self.folder.method} model trained for {list(trained)} ({directory})"
-
-    def target(self, weights: tuple[float, ...], divergence: str | None = None) -> GenerationTarget:
-        from moalign.eval.policies import Policy
-
-        directory, note = self._select(weights)
-        if getattr(self, "_loaded_dir", None) != directory:
-            self._model, self._loaded_dir = load_single_model(directory, self.folder.base_model, self.dtype), directory
-        return GenerationTarget(self._model, Policy.as_is(f"{self.folder.method}:{directory.name}"), note=note)
-
-    def export(self, weights: tuple[float, ...], divergence: str | None = None) -> ExportedModel:
-        directory, note = self._select(weights)
-        model = export_single_model(load_single_model(directory, self.folder.base_model, self.dtype))
-        return ExportedModel(model, notes=[note or f"The model trained for exactly these weights ({directory})."])
-
-
-#: method name -> (family class, or "module:Class" resolved on first use; keyword options of its constructor)
-FAMILIES: dict[str, tuple[type[PolicyFamily] | str, dict[str, Any]]] = {}
-
-
-def register_family(method: str, family: type[PolicyFamily] | str, replace: bool = False, **options: Any) -> None:
-    """Make folders trained by ``method`` usable by ``load_policy`` / ``moalign generate`` / ``moalign export``.
-
-    ``family``: a :class:`PolicyFamily` subclass or its ``"module:Class"`` path; ``options`` go to its constructor
-    after the folder (e.g. the method whose conditioning file a prompt-conditioned family reads).
-    """
-    if method in FAMILIES and not replace:
-        raise ValueError(f"a policy family is already registered for {method!r}")
-    FAMILIES[method] = (family, dict(options))
-
-
-def _resolve(family: type[PolicyFamily] | str) -> type[PolicyFamily]:
-    if not isinstance(family, str):
-        return family
-    import importlib
-
-    module, _, name = family.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def family_for(directory: str | Path | TrainedFolder) -> PolicyFamily:
-    """The policy family of a trained folder (read with :func:`~moalign.inference.folder.read_folder`)."""
+    """The policy family of a trained folder (read with :func:`~moalign.inference.folder.read_folder`): the family
+    its method registered (:attr:`moalign.methods.spec.TrainingMethod.family`), built with the method's
+    ``family_options``."""
+    from moalign.methods.registry import methods_in_order
+
     folder = directory if isinstance(directory, TrainedFolder) else read_folder(directory)
-    if folder.method not in FAMILIES:
-        raise ValueError(f"{folder.path}: trained by {folder.method!r}, which has no policy family; known: "
-                         f"{', '.join(sorted(FAMILIES))}")
-    family, options = FAMILIES[folder.method]
-    return _resolve(family)(folder, **options)
-
-
-_CONDITIONED = "moalign.inference.conditioned"
-for _method, _family, _options in (
-        ("mopo", HeadsFamily, {}), ("ham", HeadsFamily, {}), ("sca", WeightHeadsFamily, {}),
-        ("rewarded_soups", SoupFamily, {}), ("odpo_soups", SoupFamily, {}),
-        ("modpo", PerWeightFamily, {}),
-        ("mo_odpo", f"{_CONDITIONED}:PromptConditionedFamily", {"conditioning_method": "mo_odpo"}),
-        ("p_morl", f"{_CONDITIONED}:PromptConditionedFamily", {"conditioning_method": "p_morl"}),
-        ("ric", f"{_CONDITIONED}:RewardConditionedFamily", {})):
-    register_family(_method, _family, **_options)
+    methods = methods_in_order()
+    method = methods.get(folder.method)
+    if method is None or method.family is None:
+        known = ", ".join(sorted(name for name, m in methods.items() if m.family is not None))
+        raise ValueError(f"{folder.path}: trained by {folder.method!r}, which has no policy family; known: {known}")
+    return method.family_class()(folder, **method.family_options)

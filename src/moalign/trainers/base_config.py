@@ -4,7 +4,7 @@
 what every method needs: the model (base LM, LoRA, policy heads), the data
 (file or hub recipe, objectives, evaluation split), tokenisation lengths and
 the chat template, and the log-prob conventions.  A method's config (e.g.
-:class:`~moalign.trainers.mopo_config.MOPOConfig`) subclasses it and adds only
+:class:`~moalign.methods.mopo.config.MOPOConfig`) subclasses it and adds only
 the fields of its own algorithm, as TRL's ``<method>_config.py`` do.
 """
 

@@ -25,8 +25,8 @@ loss and its own state (as TRL's trainers on ``Trainer``):
   reference log-probs, on-policy generation — runs in one autocast context.
 
 A subclass sets ``method_name`` and implements :meth:`method_loss`; see
-:mod:`moalign.trainers.mopo_trainer` and the registry in
-:mod:`moalign.trainers.registry`.
+:mod:`moalign.methods.mopo.trainer` and the registry in
+:mod:`moalign.methods.registry`.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def train_method(name: str, config: MultiObjectiveConfig, base_model: Any = None
 
     Returns the trainer. Resumes from ``config.resume_from_checkpoint`` when set.
     """
-    from moalign.trainers.registry import get_method
+    from moalign.methods.registry import get_method
 
     trainer_class = get_method(name).trainer_class
     seed_training(config)  # before the model (LoRA init) and the data: the same seed gives the same run
