@@ -76,8 +76,8 @@ class ToyConfig:
     seed: int = field(default=0, metadata={"help": "First seed; runs use seed, seed+1, ..., seed+seeds-1."})
     methods: list[str] = field(default_factory=default_toy_methods, metadata={
         "help": "Which methods to run, space- or comma-separated: the baselines 'cop', 'dpo' and any registered "
-                "method with a toy version (the default set: the baselines, 'mopo', 'ham', 'sca', 'ric'; opt-in: "
-                "'mo_odpo', 'p_morl', 'rewarded_soups', 'odpo_soups', 'modpo'; the uniform reference is always "
+                "method with a toy version (now: " + ", ".join(all_toy_methods()) + "; the default set is the "
+                "baselines and the methods whose toy entry is a default; the uniform reference is always "
                 "evaluated)."})
     quick: bool = field(default=False, metadata={"help": f"Fast tier for tests/CI smoke (well under a minute): "
                                                           f"overrides {sorted(QUICK)}."})
