@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import random
 import statistics
@@ -201,6 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="Compute precision of both sides: TRL's bf16 flag and moalign's precision setting.")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--json", default=None, help="Also write the training timings to this JSON file.")
     parser.add_argument("--only-hv", action="store_true", help="Only the hypervolume estimator table.")
     parser.add_argument("--hv-max-points", type=int, default=12)
     parser.add_argument("--hv-directions", type=int, default=1024)
@@ -231,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
                   f"({t['cpu_range'][0]:.3f}-{t['cpu_range'][1]:.3f}) | {t['wall_ratio']:.2f}x | {t['cpu_ratio']:.2f}x |")
         print(f"\ntarget HaM K=5 <= 1.15x SFT: wall {timing['ham_k5']['wall_ratio']:.2f}x, "
               f"CPU {timing['ham_k5']['cpu_ratio']:.2f}x")
+        if cli.json:
+            with open(cli.json, "w") as handle:
+                json.dump({"model": model_name, "settings": vars(cli), "timing": timing}, handle, indent=2)
         if memory is not None:
             ratio = memory[5]["total"] / memory[1]["total"]
             print(f"memory: 1 head {memory[1]['total'] / 2**20:.1f} MiB (parameters {memory[1]['parameters'] / 2**20:.1f} "

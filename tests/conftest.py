@@ -17,3 +17,13 @@ def cpu_without_native_bf16():
     with pytest.MonkeyPatch.context() as patch:  # session-wide: module-scoped fixtures see it too
         patch.setattr(precision, "_cpu_has_native_bf16", lambda: False)
         yield
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads; on the shared 2-core machine extra threads only contend. A test that
+    changes the thread count gets it restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

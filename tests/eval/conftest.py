@@ -104,13 +104,6 @@ class StandInMultiHead(torch.nn.Module):
         return self.base.generate(**kwargs, logits_processor=LogitsProcessorList([_HeadBias(self)]))
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from threads; on the shared 2-core machine extra threads only contend."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture

@@ -22,12 +22,6 @@ from moalign.models.testing import make_tiny_llama_and_tokenizer, make_tiny_toke
 OBJECTIVES = ["helpful", "short"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def randomise(module: torch.nn.Module, seed: int, scale: float = 0.1) -> None:

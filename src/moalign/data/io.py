@@ -293,14 +293,11 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
     return meta
 
 
-def load_file(path: PathLike, objectives: Sequence[str] | None = None, kind: Kind | None = None,
-              conversational: bool | None = None) -> MultiObjectiveDataset:
-    """Load and validate a local JSONL / Parquet / CSV file (objectives from its sidecar or the arguments).
+def check_data_file(path: Path) -> str:
+    """The lower-case suffix of a local data file, after checking its type, that it exists and is not 0 bytes.
 
-    A file without rows (0 bytes, only blank lines, only a CSV header, a Parquet table of 0 rows)
-    raises :class:`EmptyDataError`.
+    Errors name the file; a saved-dataset folder is the caller's case (it has no suffix to check).
     """
-    path = Path(path)
     source = str(path)
     suffix = path.suffix.lower()
     if suffix not in FILE_SUFFIXES:
@@ -310,6 +307,19 @@ def load_file(path: PathLike, objectives: Sequence[str] | None = None, kind: Kin
         raise FileNotFoundError(f"{source}: no such file")
     if path.is_file() and path.stat().st_size == 0:
         raise EmptyDataError(source, "data file (0 bytes)")
+    return suffix
+
+
+def load_file(path: PathLike, objectives: Sequence[str] | None = None, kind: Kind | None = None,
+              conversational: bool | None = None) -> MultiObjectiveDataset:
+    """Load and validate a local JSONL / Parquet / CSV file (objectives from its sidecar or the arguments).
+
+    A file without rows (0 bytes, only blank lines, only a CSV header, a Parquet table of 0 rows)
+    raises :class:`EmptyDataError`.
+    """
+    path = Path(path)
+    source = str(path)
+    suffix = check_data_file(path)
     stored = _read_sidecar(path)
     objectives, kind, conversational = _resolve_metadata(stored, objectives, kind, conversational, source)
     lines: list[int] | None = None

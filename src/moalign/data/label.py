@@ -35,10 +35,10 @@ from typing import Any, Literal
 
 from moalign.data.convert import ConversionReport, scores_to_pairwise, text_key
 from moalign.data.io import (
-    FILE_SUFFIXES,
     EmptyDataError,
     PathLike,
     _rows_to_columns,
+    check_data_file,
     from_rows,
     read_csv_rows,
     read_jsonl_rows,
@@ -80,14 +80,7 @@ def read_rows(path: PathLike) -> tuple[list[dict[str, Any]], list[int] | None, s
         if not rows:
             raise EmptyDataError(source, "saved dataset")
         return rows, None, source
-    suffix = path.suffix.lower()
-    if suffix not in FILE_SUFFIXES:
-        raise ValueError(f"{source}: unsupported file type {suffix!r}; supported: {list(FILE_SUFFIXES)} or a "
-                         "save_to_disk folder")
-    if not path.exists():
-        raise FileNotFoundError(f"{source}: no such file")
-    if path.stat().st_size == 0:
-        raise EmptyDataError(source, "data file (0 bytes)")
+    suffix = check_data_file(path)
     lines: list[int] | None = None
     if suffix == ".jsonl":
         rows, lines = read_jsonl_rows(path)
