@@ -131,10 +131,10 @@ class MultiObjectiveConfig(TrainingArguments):
         from moalign.precision import validate_precision
 
         validate_precision(self.precision)
-        if self.precision == "fp32" and (self.bf16 or self.fp16):
-            raise ValueError(f"precision='fp32' contradicts bf16={self.bf16}, fp16={self.fp16}; set one of them")
         if self.fp16:
             raise ValueError("fp16 is not supported by moalign's trainers; use precision='bf16' (or 'auto')")
+        if self.precision == "fp32" and self.bf16:
+            raise ValueError("precision='fp32' contradicts bf16=True; set one of them")
         if self.head_type not in ("full", "low_rank"):
             raise ValueError(f"head_type must be 'full' or 'low_rank', got {self.head_type!r}")
         if self.head_learning_rate is not None and not self.head_learning_rate > 0:
