@@ -106,8 +106,8 @@ def grpo_arguments(config: RLBaselineConfig, output_dir: str | os.PathLike) -> A
     from trl import GRPOConfig
 
     shared = {name: getattr(config, name) for name in SHARED_TRAINING_FIELDS}
-    # GRPOTrainer autocasts through accelerate's wrapped forward, which its generation also calls (checked by
-    # tests/test_precision.py); TrainingArguments refuses bf16 on a CPU unless use_cpu says so.
+    # bf16=True makes accelerate autocast GRPOTrainer's loss forward; its sampling step is covered by
+    # grpo_trainer_class. TrainingArguments refuses bf16 on a CPU unless use_cpu says so.
     shared["bf16"] = config.compute_precision == "bf16"
     if shared["bf16"] and config.device.type == "cpu":
         shared["use_cpu"] = True
