@@ -193,3 +193,57 @@ def test_generation_runs_in_the_chosen_precision(precision):
     assert len(recorder.seen) >= 3
     assert all(s == (True, torch.bfloat16) for s in recorder.seen) if precision == "bf16" else \
         not any(s[0] for s in recorder.seen)
+
+
+def _count_weight_casts(model, context, passes: int) -> int:
+    """fp32 -> bf16 copies made while ``passes`` forward passes of ``model`` run inside one ``context``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad(), context, profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(passes):
+            model(input_ids=ids)
+    return sum(e.count for e in prof.key_averages() if e.key == "aten::_to_copy")
+
+
+def test_generation_autocast_casts_frozen_weights_once_per_context():
+    from moalign.models.testing import make_tiny_llama_and_tokenizer
+    from moalign.precision import generation_autocast
+
+    model, _ = make_tiny_llama_and_tokenizer()
+    model.requires_grad_(False)  # frozen, as a base model under LoRA or a model loaded for inference
+    num_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    plain = [_count_weight_casts(model, precision_autocast("bf16"), n) for n in (1, 4)]
+    cached = [_count_weight_casts(model, generation_autocast("bf16", model), n) for n in (1, 4)]
+    # plain autocast re-casts each frozen Linear weight on each of the 3 extra passes; the cached context does not
+    assert (plain[1] - plain[0]) - (cached[1] - cached[0]) == 3 * num_linear
+    model.requires_grad_(True)  # autocast's own cache for trainable weights: the same count
+    assert [_count_weight_casts(model, precision_autocast("bf16"), n) for n in (1, 4)] == cached
+    model.requires_grad_(False)
+    assert not any(p.requires_grad for p in model.parameters())  # restored
+
+
+def test_generation_autocast_gives_the_same_numbers_and_restores_flags():
+    from moalign.models.testing import make_tiny_llama_and_tokenizer
+    from moalign.precision import generation_autocast
+
+    model, _ = make_tiny_llama_and_tokenizer()
+    model.requires_grad_(False)
+    trainable = next(model.parameters())
+    trainable.requires_grad_(True)  # a trainable weight keeps its flag
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        with precision_autocast("bf16"):
+            reference = model(input_ids=ids).logits
+            greedy_ref = model.generate(input_ids=ids, max_new_tokens=4, do_sample=False)
+        with generation_autocast("bf16", model):
+            logits = model(input_ids=ids).logits
+            greedy = model.generate(input_ids=ids, max_new_tokens=4, do_sample=False)
+        assert torch.equal(logits, reference) and torch.equal(greedy, greedy_ref)
+        with pytest.raises(ValueError), generation_autocast("bf16", model):
+            raise ValueError("inside")
+    assert [p.requires_grad for p in model.parameters()].count(True) == 1 and trainable.requires_grad
+    with pytest.raises(RuntimeError, match="no_grad"), generation_autocast("bf16", model):
+        pass
+    with generation_autocast("fp32", model):  # fp32: nothing to do, grad mode is not checked
+        assert not torch.is_autocast_enabled("cpu")

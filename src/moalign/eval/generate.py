@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from moalign.data.prompts import has_chat_template, render_prompt
 from moalign.eval.policies import Policy
-from moalign.precision import precision_autocast, validate_precision
+from moalign.precision import generation_autocast, validate_precision
 
 Prompt = str | list[dict[str, Any]]
 
@@ -231,7 +231,7 @@ def generate_completions(
         stop_ids = _stop_token_ids(gen_model, tokenizer).to(device)
         bar = tqdm(batches, desc=f"generate {policy.name}", leave=False, disable=not settings.progress)
         try:
-            with torch.no_grad(), precision_autocast(settings.precision, device):
+            with torch.no_grad(), generation_autocast(settings.precision, gen_model, device):
                 for batch in bar:
                     enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=add_special)
                     enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}

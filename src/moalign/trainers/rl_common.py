@@ -137,15 +137,19 @@ def grpo_trainer_class() -> type:
     generates the group's completions in ``_prepare_inputs`` through the unwrapped model, outside autocast:
     measured by ``tests/test_precision.py``, those passes ran in float32. This subclass enters the same autocast
     context around ``_prepare_inputs`` (sampling, reference log-probs), so every forward pass runs in one precision.
+    Every model pass of ``_prepare_inputs`` runs without grad in TRL (its generation and log-prob blocks are
+    ``no_grad``), so it runs whole under ``torch.no_grad()`` with :func:`moalign.precision.generation_autocast`:
+    the frozen base weights are cast to bf16 once per call instead of once per sampled token.
     """
+    import torch
     from trl import GRPOTrainer
 
-    from moalign.precision import precision_autocast
+    from moalign.precision import generation_autocast
 
     class PrecisionGRPOTrainer(GRPOTrainer):
         def _prepare_inputs(self, generation_batch: Any) -> Any:
             precision = "bf16" if self.args.bf16 else "fp32"
-            with precision_autocast(precision, self.accelerator.device):
+            with torch.no_grad(), generation_autocast(precision, self.model, self.accelerator.device):
                 return super()._prepare_inputs(generation_batch)
 
     return PrecisionGRPOTrainer

@@ -171,6 +171,7 @@ class MOODPOTrainer(MultiObjectiveTrainer):
         tokens up to and including the first stop token; one cut by ``max_completion_length`` has no EOS.
         """
         from moalign.eval.generate import _stop_token_ids
+        from moalign.precision import generation_autocast
 
         base, tokenizer, args = unwrap_multihead(model), self.processing_class, self.args
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -180,7 +181,7 @@ class MOODPOTrainer(MultiObjectiveTrainer):
         firsts: list[list[int]] = []
         seconds: list[list[int]] = []
         new_tokens, start = 0, time.perf_counter()
-        with eval_mode(base):
+        with eval_mode(base), generation_autocast(args.compute_precision, base, device):
             for begin in range(0, len(prompt_ids), size):
                 chunk = prompt_ids[begin: begin + size]
                 length = max(len(p) for p in chunk)

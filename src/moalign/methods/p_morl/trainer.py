@@ -103,7 +103,7 @@ class PMORLTrainer:
 
         from moalign.data.prompts import render_prompt
         from moalign.models.loading import load_base_model
-        from moalign.precision import precision_autocast
+        from moalign.precision import generation_autocast
 
         model = load_base_model(self.args.model_name_or_path).eval()
         rows = self.dataset.select(range(min(self.args.normalization_prompts, len(self.dataset))))
@@ -112,7 +112,7 @@ class PMORLTrainer:
         for row in rows:
             text = render_prompt(self.tokenizer, row["prompt"], self.conditioning.as_chat)
             ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
-            with torch.no_grad(), precision_autocast(self.args.compute_precision, model.device):
+            with torch.no_grad(), generation_autocast(self.args.compute_precision, model, model.device):
                 out = model.generate(**ids, do_sample=True, temperature=self.args.temperature, top_p=self.args.top_p,
                                      top_k=0, max_new_tokens=self.args.max_completion_length,
                                      num_return_sequences=self.args.num_generations,
