@@ -54,6 +54,40 @@ def test_conciseness_counts_words_and_characters():
         ConcisenessReward(unit="tokens")
 
 
+def _words(n: int) -> str:
+    return " ".join(["word"] * n)
+
+
+def test_conciseness_with_a_floor_against_hand_computed_values():
+    # floor 10: n >= 10 scores -n; n < 10 scores -(10 + 2 * (10 - n))
+    reward = ConcisenessReward(floor=10)
+    completions = ["", _words(1), _words(9), _words(10), _words(12), _words(40)]
+    assert reward(["q"] * 6, completions) == [-30.0, -28.0, -12.0, -10.0, -12.0, -40.0]
+    # characters, floor 5: "abc" misses 2 -> -(5 + 4); "abcdef" is above -> -6; "abcde" is the optimum
+    chars = ConcisenessReward(unit="characters", floor=5)
+    assert chars(["q"] * 4, ["abc", "abcde", "abcdef", ""]) == [-9.0, -5.0, -6.0, -15.0]
+    # floor 0 is plain conciseness
+    texts = ["", _words(1), _words(7)]
+    assert ConcisenessReward(floor=0)(["q"] * 3, texts) == ConcisenessReward()(["q"] * 3, texts) == [-0.0, -1.0, -7.0]
+    with pytest.raises(ValueError, match="floor"):
+        ConcisenessReward(floor=-1)
+
+
+def test_brevity_is_conciseness_with_the_ten_word_floor():
+    from moalign.rewards.offline import BREVITY_FLOOR_WORDS
+    from moalign.rewards.registry import OFFLINE_NAMES, resolve_reward_functions
+
+    assert BREVITY_FLOOR_WORDS == 10 and "brevity" in OFFLINE_NAMES
+    (brevity,) = resolve_reward_functions(["brevity"])
+    assert isinstance(brevity, ConcisenessReward)
+    assert (brevity.name, brevity.floor, brevity.unit) == ("brevity", 10, "words")
+    assert brevity(["q"] * 4, ["", _words(1), _words(10), _words(12)]) == [-30.0, -28.0, -10.0, -12.0]
+    (short,) = resolve_reward_functions(["short=brevity"])
+    assert (short.name, short.floor) == ("short", 10)
+    assert [f.name for f in offline_reward_functions(["brevity", "conciseness"])] == ["brevity", "conciseness"]
+    assert offline_reward_functions(["conciseness"])[0].floor == 0
+
+
 def test_cleanliness_matches_better_profanity():
     from better_profanity import profanity
 

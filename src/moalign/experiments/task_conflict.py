@@ -13,7 +13,8 @@ methods train on:
   1 means the scorer prefers that degenerate answer to nearly every real response.
 
 Command: ``python -m moalign.experiments.task_conflict --out runs/task_conflict`` (samples are reused
-from ``out/samples.jsonl`` when present).
+from ``out/samples.jsonl`` when present; their prompts and number per prompt must match the arguments, the
+other sampling settings are not checked).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                           training_samples)
     from moalign.models import load_base_model, load_tokenizer
     from moalign.rewards.labelling import score_completions
-    from moalign.rewards.registry import resolve_reward_functions
+    from moalign.rewards.registry import resolve_rewards
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,8 +81,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model, tokenizer = load_base_model(args.model), load_tokenizer(args.model)
         _write_jsonl(samples_path, sample_responses(model, tokenizer, prompts, demo))
     samples = training_samples(_read_jsonl(samples_path), "truncated", source=str(samples_path))
+    if sorted(s["prompt"] for s in samples) != sorted(p for p in prompts for _ in range(args.responses_per_prompt)):
+        raise ValueError(f"{samples_path} holds samples of other prompts or another number per prompt than "
+                         "--num_train_prompts / --responses_per_prompt / --seed ask for: use a new --out")
     texts = [s["completion"] for s in samples]
-    scorers = resolve_reward_functions(args.scorers)
+    scorers = resolve_rewards(list(args.scorers))
     names = [f.name for f in scorers]
     scores = np.asarray(score_completions([s["prompt"] for s in samples], texts, scorers), float)
     probe_scores = np.stack([
@@ -102,6 +106,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def render(result: dict[str, Any]) -> str:
+    """The two markdown tables of a :func:`run` result: conflict per pair, then the probes' shares."""
     names = list(result["mean_score"])
     lines = [f"{result['num_samples']} base-model samples on {result['num_prompts']} train prompts; "
              f"{result['samples_degeneracy']['degenerate_share']:.1%} of them degenerate.", "",
@@ -116,15 +121,19 @@ def render(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/task_conflict")
-    parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--scorers", nargs="+", default=list(DEFAULT_SCORERS))
-    parser.add_argument("--num_train_prompts", type=int, default=128)
-    parser.add_argument("--responses_per_prompt", type=int, default=3)
-    parser.add_argument("--max_new_tokens", type=int, default=32)
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--out", default="runs/task_conflict",
+                        help="Output folder: samples.jsonl (reused when present) and task_conflict.json.")
+    parser.add_argument("--model", default="smollm2", help="Base model ('smollm2' or a saved model folder).")
+    parser.add_argument("--scorers", nargs="+", default=list(DEFAULT_SCORERS),
+                        help="Scorers to compare, as compare's --reward_functions (moalign.rewards.registry names, "
+                             "name=spec, py:module:callable).")
+    parser.add_argument("--num_train_prompts", type=int, default=128,
+                        help="Train prompts of the demo's seeded split (as moalign compare --task demo).")
+    parser.add_argument("--responses_per_prompt", type=int, default=3, help="Base-model samples per prompt.")
+    parser.add_argument("--max_new_tokens", type=int, default=32, help="Length of the samples in tokens.")
+    parser.add_argument("--temperature", type=float, default=0.7, help="Sampling temperature.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the prompt split and of the sampling.")
+    parser.add_argument("--precision", default="auto", help="'auto', 'bf16' or 'fp32' (moalign.precision).")
     result = run(parser.parse_args(argv))
     print(render(result))
 
