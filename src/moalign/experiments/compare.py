@@ -75,6 +75,8 @@ class CompareConfig:
                                                            "(offline methods' data)."})
     sample_max_new_tokens: int = field(default=32, metadata={"help": "Demo: tokens of sampled / generated "
                                                              "training responses (offline and online)."})
+    sample_temperature: float = field(default=0.7, metadata={"help": "Demo: sampling temperature of the base-model "
+                                                             "samples the offline methods train on (the demo's)."})
     eval_max_new_tokens: int = field(default=32, metadata={"help": "Demo: tokens of evaluation responses (greedy)."})
     steering_steps: int = field(default=10, metadata={
         "help": "Demo: weight grid resolution for steerable methods (10 -> the 11 weights (0,1), (0.1,0.9), ..., "
@@ -183,8 +185,9 @@ _NOT_DECISIVE = {"out", "methods", "progress", "bootstrap_samples", "reference_m
                  "tune_trials", "tune_fraction", "tuned_settings"}
 #: demo settings that change only the evaluation: finished methods are re-evaluated, not retrained
 REEVALUATE = {"steering_steps", "eval_max_new_tokens"}
-#: what a comparison made before a setting existed did (runs before the precision setting ran in float32)
-UNRECORDED = {"precision": "fp32", "tuned": {}}
+#: what a comparison made before a setting existed did (runs before the precision setting ran in float32; the
+#: sampling temperature was the demo's 0.7)
+UNRECORDED = {"precision": "fp32", "tuned": {}, "sample_temperature": 0.7}
 
 
 def run_compare(config: CompareConfig) -> dict[str, Any]:

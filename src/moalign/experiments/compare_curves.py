@@ -125,6 +125,19 @@ def checkpoint_scores(method: str, cfg: Any, record: dict[str, Any], fraction: f
     return rows, scores
 
 
+def curve_points(method: str, cfg: Any, record: dict[str, Any], final_scores: np.ndarray, num_objectives: int,
+                 mdir: Path, evaluate: Any) -> dict[float, dict[str, Any]]:
+    """One trained method's curve: fraction -> ``{"scores", "policies", "tokens"}``, the final model (``record``'s
+    evaluated ``policies`` and ``final_scores``) as 1 and every ``cfg.curve_fractions`` checkpoint evaluated by
+    :func:`checkpoint_scores` (cached in ``mdir/curve``); a fraction without checkpoints is left out."""
+    points = {1.0: {"scores": final_scores, "policies": record["policies"], "tokens": record["budget"]["tokens"]}}
+    for fraction in cfg.curve_fractions:
+        got = checkpoint_scores(method, cfg, record, fraction, num_objectives, mdir, evaluate)
+        if got is not None:
+            points[fraction] = {"scores": got[1], "policies": got[0], "tokens": fraction_tokens(record, fraction)}
+    return points
+
+
 def curve_summary(points: dict[str, dict[float, dict[str, Any]]], base_scores: np.ndarray, objectives: list[str],
                   cfg: Any) -> dict[str, Any]:
     """HV (one reference for all), policies above base and steering Spearman of every (method, fraction)."""
@@ -221,13 +234,8 @@ def learning_curves(cfg: Any, state: Any, methods: list[str], objectives: list[s
     points: dict[str, dict[float, dict[str, Any]]] = {}
     for method in methods:
         rec = state.done(method)
-        points[method] = {1.0: {"scores": np.load(rec["scores"]), "policies": rec["policies"],
-                                "tokens": rec["budget"]["tokens"]}}
-        for fraction in cfg.curve_fractions:
-            got = checkpoint_scores(method, cfg, rec, fraction, len(objectives), out / "methods" / method, evaluate)
-            if got is not None:
-                points[method][fraction] = {"scores": got[1], "policies": got[0],
-                                            "tokens": fraction_tokens(rec, fraction)}
+        points[method] = curve_points(method, cfg, rec, np.load(rec["scores"]), len(objectives),
+                                      out / "methods" / method, evaluate)
     curves = curve_summary(points, base_scores, objectives, cfg)
     plot_learning_curves(curves, out / "learning_curves.png")
     return curves

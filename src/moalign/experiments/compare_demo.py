@@ -34,7 +34,9 @@ from moalign.experiments.compare import CompareConfig, CompareState, log
 from moalign.experiments.compare_budget import PeakMemory, metered
 from moalign.experiments.compare_report import (
     hypervolume_ci,
+    mean_ci,
     plot_fronts,
+    policy_summaries,
     relation_lines,
     render_demo_table,
     render_policy_table,
@@ -78,7 +80,8 @@ def demo_config(config: CompareConfig) -> Any:
     return DemoConfig(out=config.out, num_train_prompts=config.num_train_prompts,
                       num_validation_prompts=config.num_validation_prompts, num_test_prompts=config.num_test_prompts,
                       responses_per_prompt=config.responses_per_prompt,
-                      sample_max_new_tokens=config.sample_max_new_tokens, eval_max_new_tokens=config.eval_max_new_tokens,
+                      sample_max_new_tokens=config.sample_max_new_tokens, sample_temperature=config.sample_temperature,
+                      eval_max_new_tokens=config.eval_max_new_tokens,
                       generation_batch_size=config.generation_batch_size, seed=config.seed,
                       precision=config.precision)
 
@@ -246,22 +249,37 @@ def eval_generation_settings(cfg: CompareConfig) -> Any:
                               use_chat_template=cfg.use_chat_template is not False)
 
 
-def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> dict[str, Any]:
-    """Data once, then every method (resumable), then one report."""
+def base_answers(cfg: CompareConfig, prompts: list[str], reward_fns: list, settings: Any) -> tuple[list[str], np.ndarray]:
+    """The base model's greedy answers to ``prompts`` and their scores ``(n, K)``: the point every evaluation
+    (test prompts, tuning's and studies' validation prompts) compares the trained policies with."""
     from moalign.eval.generate import generate_completions
     from moalign.eval.policies import Policy
     from moalign.rewards.labelling import score_completions
+
+    base, tokenizer = load_base(cfg)
+    texts = generate_completions(base, tokenizer, prompts, Policy.as_is("base"), settings)
+    return texts, np.asarray(score_completions(prompts, texts, reward_fns, context="base model"), float)
+
+
+def check_weight_grid(method: str, steering_steps: int, decimals: int | None = None) -> None:
+    """Refuse a steering grid the method cannot write: a method writing its weights with d decimals (its
+    ``CompareFacts.weight_decimals``, or ``decimals`` when its settings change them) needs steps dividing 10^d."""
+    decimals = compare_facts(method).weight_decimals if decimals is None else decimals
+    if decimals is not None and 10 ** decimals % steering_steps:
+        raise ValueError(f"{method} writes the weights with {decimals} decimal(s): --steering_steps must divide "
+                         f"{10 ** decimals}, got {steering_steps}")
+
+
+def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> dict[str, Any]:
+    """Data once, then every method (resumable), then one report."""
     from moalign.rewards.registry import resolve_rewards, reward_spec_names
     import torch
 
     cfg = quick_overrides(config)
     budget = config.resolved_budget()
     methods = compared_methods(cfg)
-    for method in methods:  # a method writing its weights with d decimals needs a grid of steps dividing 10^d
-        decimals = compare_facts(method).weight_decimals
-        if decimals is not None and 10 ** decimals % cfg.steering_steps:
-            raise ValueError(f"{method} writes the weights with {decimals} decimal(s): --steering_steps must divide "
-                             f"{10 ** decimals}, got {cfg.steering_steps}")
+    for method in methods:
+        check_weight_grid(method, cfg.steering_steps)
     reward_fns = resolve_rewards(list(cfg.reward_functions))
     objectives = reward_spec_names(list(cfg.reward_functions))
     torch.manual_seed(cfg.seed)
@@ -275,10 +293,8 @@ def run_demo_compare(config: CompareConfig, state: CompareState, out: Path) -> d
     base_path = out / "base_eval.json"
     base_eval = json.loads(base_path.read_text()) if base_path.exists() else {}
     if base_eval.get("eval_max_new_tokens") != cfg.eval_max_new_tokens:  # missing, or made with other settings
-        base, tokenizer = load_base(cfg)
-        texts = generate_completions(base, tokenizer, prompts, Policy.as_is("base"), settings)
-        base_eval = {"scores": score_completions(prompts, texts, reward_fns, context="base model").tolist(),
-                     "completions": texts, "eval_max_new_tokens": cfg.eval_max_new_tokens}
+        texts, scores = base_answers(cfg, prompts, reward_fns, settings)
+        base_eval = {"scores": scores.tolist(), "completions": texts, "eval_max_new_tokens": cfg.eval_max_new_tokens}
         base_path.write_text(json.dumps(base_eval))
     base_scores = np.asarray(base_eval["scores"], float)
     from moalign.models import load_tokenizer
@@ -333,28 +349,14 @@ def demo_result(cfg: CompareConfig, state: CompareState, methods: list[str], obj
     """Per-policy means with CIs, shared reference, HV with CIs, steerability, relations, degenerate answers and
     the objectives' conflict (:mod:`~moalign.experiments.compare_diagnostics`), table, plot."""
     from moalign.experiments.compare_diagnostics import diagnostics, render_diagnostics
-    from moalign.eval.report import bootstrap_mean_ci, paired_difference_ci
 
     boot = dict(num_samples=cfg.bootstrap_samples, seed=cfg.seed)
-    b = bootstrap_mean_ci(base_scores, **boot)
-    base = {"mean": np.atleast_1d(b.mean).tolist(), "ci_low": np.atleast_1d(b.low).tolist(),
-            "ci_high": np.atleast_1d(b.high).tolist()}
+    base = mean_ci(base_scores, **boot)
     per_method: dict[str, Any] = {}
     for method in methods:
         rec = state.done(method)
         scores = np.load(rec["scores"])
-        pols = []
-        for row, s in zip(rec["policies"], scores):
-            ci = bootstrap_mean_ci(s, **boot)
-            d = paired_difference_ci(s, base_scores, **boot)  # same test prompts: paired with the base model
-            low, high = np.atleast_1d(d.low), np.atleast_1d(d.high)
-            pols.append({k: v for k, v in row.items() if k != "completions"} |
-                        {"mean": np.atleast_1d(ci.mean).tolist(), "ci_low": np.atleast_1d(ci.low).tolist(),
-                         "ci_high": np.atleast_1d(ci.high).tolist(),
-                         "minus_base": {"mean": np.atleast_1d(d.mean).tolist(), "ci_low": low.tolist(),
-                                        "ci_high": high.tolist()},
-                         "beats_base_on": [objectives[k] for k in range(len(objectives)) if low[k] > 0],
-                         "completions": row["completions"]})
+        pols = policy_summaries(rec["policies"], scores, base_scores, objectives, **boot)
         per_method[method] = {**{k: v for k, v in rec.items() if k not in ("policies", "scores")},
                               "policies": pols, "points": [p["mean"] for p in pols], "_scores": scores}
     fronts = summarise_fronts(per_method, np.asarray(base["mean"]), margin=cfg.reference_margin)

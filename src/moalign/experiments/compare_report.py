@@ -86,6 +86,37 @@ def hypervolume_ci(scores: np.ndarray, reference: np.ndarray, num_samples: int =
     return {"hv": float(point), "ci_low": float(low), "ci_high": float(high)}
 
 
+def mean_ci(scores: Any, num_samples: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+    """Per-objective mean of ``(n, K)`` scores with its percentile-bootstrap 95% CI over prompts (lists of K)."""
+    from moalign.eval.report import bootstrap_mean_ci
+
+    ci = bootstrap_mean_ci(scores, num_samples=num_samples, seed=seed)
+    return {"mean": np.atleast_1d(ci.mean).tolist(), "ci_low": np.atleast_1d(ci.low).tolist(),
+            "ci_high": np.atleast_1d(ci.high).tolist()}
+
+
+def policy_summaries(rows: Sequence[dict[str, Any]], scores: Any, base_scores: Any, objectives: Sequence[str],
+                     num_samples: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """Every policy's row with its mean rewards and CIs (:func:`mean_ci`), its paired difference to the base model
+    on the same prompts (``minus_base``) and ``beats_base_on``: the objectives whose paired interval lies above 0
+    (a policy is "above base" when that list is not empty).
+
+    ``rows[i]`` is the evaluation's row of policy i (with its ``completions``), ``scores`` is ``(P, n, K)``.
+    """
+    from moalign.eval.report import paired_difference_ci
+
+    out = []
+    for row, s in zip(rows, np.asarray(scores, float)):
+        d = paired_difference_ci(s, base_scores, num_samples=num_samples, seed=seed)
+        low, high = np.atleast_1d(d.low), np.atleast_1d(d.high)
+        out.append({k: v for k, v in row.items() if k != "completions"} | mean_ci(s, num_samples, seed) |
+                   {"minus_base": {"mean": np.atleast_1d(d.mean).tolist(), "ci_low": low.tolist(),
+                                   "ci_high": high.tolist()},
+                    "beats_base_on": [objectives[k] for k in range(len(objectives)) if low[k] > 0],
+                    "completions": row["completions"]})
+    return out
+
+
 def steerability(weights: Sequence[Sequence[float] | None], means: Any, objectives: Sequence[str]) -> dict[str, Any]:
     """Spearman of weight ``w_k`` with objective k's mean reward over the method's weight-indexed policies.
 

@@ -108,14 +108,11 @@ def run_tuning(config: Any, out: Path, source: Any = None) -> dict[str, Any]:
     ``train()`` (data) and ``validation()`` (scoring) are read.
     """
     from moalign.core.pareto import hypervolume
-    from moalign.eval.generate import generate_completions
-    from moalign.eval.policies import Policy
     from moalign.experiments import compare_demo
     from moalign.experiments.compare import log
     from moalign.experiments.compare_prompts import DemoPromptSource
     from moalign.experiments.compare_report import shared_reference, write_json
     from moalign.models import load_tokenizer
-    from moalign.rewards.labelling import score_completions
     from moalign.rewards.registry import resolve_rewards, reward_spec_names
     from moalign.methods.registry import get_method
 
@@ -129,10 +126,7 @@ def run_tuning(config: Any, out: Path, source: Any = None) -> dict[str, Any]:
     prompts = source.validation()
     settings = compare_demo.eval_generation_settings(cfg)
     tokenizer = load_tokenizer(cfg.model_name_or_path)
-    base, _ = compare_demo.load_base(cfg)
-    base_texts = generate_completions(base, tokenizer, prompts, Policy.as_is("base"), settings)
-    base_mean = np.asarray(score_completions(prompts, base_texts, reward_fns, context="base model"), float).mean(0)
-    del base
+    base_mean = compare_demo.base_answers(cfg, prompts, reward_fns, settings)[1].mean(0)
     budget = max(1, round(cfg.tune_fraction * config.resolved_budget()))
 
     def evaluate(groups: list) -> tuple[list[dict], np.ndarray]:
