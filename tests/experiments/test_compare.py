@@ -213,9 +213,10 @@ def test_demo_compare_reports_degeneracy_and_conflict(uninterrupted):
     written = json.loads((out / "compare.json").read_text())
     for name, m in written["methods"].items():
         for p in m["policies"]:
-            assert p["degeneracy"] == pytest.approx(degeneracy_summary(p["completions"])), (name, p["name"])
+            assert p["degeneracy"] == pytest.approx(degeneracy_summary(p["completions"], written["test_prompts"])), \
+                (name, p["name"])
     base = json.loads((out / "base_eval.json").read_text())["completions"]
-    assert written["degeneracy"]["base"] == pytest.approx(degeneracy_summary(base))
+    assert written["degeneracy"]["base"] == pytest.approx(degeneracy_summary(base, written["test_prompts"]))
     best = max(written["methods"], key=lambda m: written["methods"][m]["hv"]["hv"])
     assert written["degeneracy"]["largest_hv_front"]["method"] == best
     points = [json.loads(line) for line in (out / "data" / "points.jsonl").read_text().splitlines() if line.strip()]

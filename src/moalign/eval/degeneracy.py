@@ -10,7 +10,9 @@ separate words. So ``"Great!!  great."`` has the words ``great, great``.
 
 **Degenerate answer** (:func:`is_degenerate`): at most 2 words (the empty answer included), or some word
 3-gram occurring at least twice in the answer (overlapping occurrences count, so ``"no no no no"`` repeats
-``no no no``).
+``no no no``), or -- when the prompt is given -- an **echo**: half or more of the answer's word 2-grams occur
+in the prompt (:func:`moalign.rewards.text_overlap.copied_share`). The echo rule exists because a relevance
+scorer (prompt-answer similarity) is maximised by repeating the question: a policy trained on it learnt to.
 
 **distinct-n** (:func:`distinct_n`, Li et al. 2016, "A Diversity-Promoting Objective Function for Neural
 Conversation Models"): over all of a policy's answers, the number of distinct word n-grams divided by the
@@ -20,57 +22,62 @@ measurable, and a policy answering in single words is reported as having none.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["DEGENERATE_MAX_WORDS", "REPEATED_NGRAM", "DEGENERACY_RULE", "words", "is_degenerate", "distinct_n",
-           "degeneracy_summary"]
+from moalign.rewards.text_overlap import copied_share, word_ngrams, words
+
+__all__ = ["DEGENERATE_MAX_WORDS", "REPEATED_NGRAM", "ECHO_SHARE", "DEGENERACY_RULE", "words", "is_degenerate",
+           "is_echo", "distinct_n", "degeneracy_summary"]
 
 #: answers with at most this many words are degenerate
 DEGENERATE_MAX_WORDS = 2
 #: an answer repeating a word n-gram of this length is degenerate
 REPEATED_NGRAM = 3
+#: an answer with at least this share of its word 2-grams found in the prompt is an echo (degenerate)
+ECHO_SHARE = 0.5
 #: the rule in one sentence, as reports state it
-DEGENERACY_RULE = (f"degenerate answer: empty, <= {DEGENERATE_MAX_WORDS} words, or a word {REPEATED_NGRAM}-gram "
-                   "occurring twice; distinct-2: distinct word 2-grams / all word 2-grams over the policy's answers "
+DEGENERACY_RULE = (f"degenerate answer: empty, <= {DEGENERATE_MAX_WORDS} words, a word {REPEATED_NGRAM}-gram "
+                   f"occurring twice, or an echo of the prompt (>= {ECHO_SHARE:.0%} of its word 2-grams in the prompt); "
+                   "distinct-2: distinct word 2-grams / all word 2-grams over the policy's answers "
                    "(moalign.eval.degeneracy)")
 
-_WORD = re.compile(r"\w+(?:'\w+)*")
+def is_echo(text: str, prompt: str) -> bool:
+    """Whether ``text`` copies its prompt: at least :data:`ECHO_SHARE` of its word 2-grams occur in ``prompt``."""
+    return copied_share(text, prompt, 2) >= ECHO_SHARE
 
 
-def words(text: str) -> list[str]:
-    """The lower-cased words of ``text`` (module docstring)."""
-    return _WORD.findall(str(text).lower())
-
-
-def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
-
-
-def is_degenerate(text: str) -> bool:
-    """Whether ``text`` is empty, has at most 2 words, or repeats a word 3-gram (module docstring)."""
+def is_degenerate(text: str, prompt: str | None = None) -> bool:
+    """Whether ``text`` is empty, has at most 2 words, repeats a word 3-gram, or (``prompt`` given) echoes the
+    prompt (module docstring)."""
     tokens = words(text)
     if len(tokens) <= DEGENERATE_MAX_WORDS:
         return True
-    counts = Counter(_ngrams(tokens, REPEATED_NGRAM))
-    return any(c > 1 for c in counts.values())
+    counts = Counter(word_ngrams(tokens, REPEATED_NGRAM))
+    return any(c > 1 for c in counts.values()) or (prompt is not None and is_echo(text, prompt))
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
     """Distinct word n-grams / all word n-grams over ``texts`` (0.0 when there are none; module docstring)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    grams = [g for text in texts for g in _ngrams(words(text), n)]
+    grams = [g for text in texts for g in word_ngrams(words(text), n)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def degeneracy_summary(texts: Sequence[str]) -> dict[str, Any]:
+def degeneracy_summary(texts: Sequence[str], prompts: Sequence[str] | None = None) -> dict[str, Any]:
     """One policy's answers: ``degenerate_share`` (fraction of degenerate answers), ``num_degenerate``,
-    ``num_answers`` and ``distinct_2``."""
+    ``num_answers`` and ``distinct_2``; with ``prompts`` (one per answer) echoes count as degenerate and
+    ``echo_share`` is their fraction."""
     if not texts:
         raise ValueError("no answers to measure")
-    flags = [is_degenerate(t) for t in texts]
-    return {"degenerate_share": sum(flags) / len(flags), "num_degenerate": int(sum(flags)),
-            "num_answers": len(flags), "distinct_2": distinct_n(texts, 2)}
+    if prompts is not None and len(prompts) != len(texts):
+        raise ValueError(f"{len(prompts)} prompts for {len(texts)} answers")
+    asked = list(prompts) if prompts is not None else [None] * len(texts)
+    flags = [is_degenerate(t, p) for t, p in zip(texts, asked)]
+    summary = {"degenerate_share": sum(flags) / len(flags), "num_degenerate": int(sum(flags)),
+               "num_answers": len(flags), "distinct_2": distinct_n(texts, 2)}
+    if prompts is not None:
+        summary["echo_share"] = sum(is_echo(t, p) for t, p in zip(texts, prompts)) / len(texts)
+    return summary

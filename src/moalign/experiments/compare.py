@@ -60,12 +60,12 @@ class CompareConfig:
     seeds: int | None = field(default=None, metadata={"help": "Toy seeds (default 3, quick 1)."})
     model_name_or_path: str = field(default="smollm2", metadata={
         "help": "Base model of the demo task ('smollm2' or a saved model folder, e.g. a tiny test model)."})
-    reward_functions: list[str] = field(default_factory=lambda: ["relevance", "brevity"], metadata={
+    reward_functions: list[str] = field(default_factory=lambda: ["answer_relevance", "brevity"], metadata={
         "help": "The demo's scorers, one per objective (moalign.rewards.registry names or py:module:callable). "
-                "Default: relevance (MiniLM) against brevity (length with a 10-word floor) -- they conflict on "
-                "SmolLM2's samples and neither is won by an empty, one-word or repeating answer "
-                "(python -m moalign.experiments.task_conflict; docs/text_comparison.md). Three objectives: "
-                "positivity relevance brevity."})
+                "Default: answer_relevance (MiniLM relevance, copying the prompt penalised) against brevity (length "
+                "with a 10-word floor) -- they conflict on SmolLM2's samples and neither is won by an empty, "
+                "one-word, repeating or prompt-echoing answer (python -m moalign.experiments.task_conflict; "
+                "docs/text_comparison.md). Three objectives: positivity answer_relevance brevity."})
     num_train_prompts: int = field(default=128, metadata={"help": "Demo: training prompts (the split of "
                                                           "`moalign demo`, seeded; 128 x 3 samples is the data "
                                                           "the demo's MOPO run moved the base model with)."})

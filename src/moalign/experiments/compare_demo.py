@@ -372,7 +372,7 @@ def demo_result(cfg: CompareConfig, state: CompareState, methods: list[str], obj
               "hypervolume_base": fronts["hypervolume_base"], "relations": fronts["relations"],
               "base": base, "methods": per_method, "test_prompts": list(prompts),
               "config": {k: v for k, v in vars(cfg).items()},
-              **diagnostics(per_method, base_completions, data_info)}
+              **diagnostics(per_method, base_completions, data_info, list(prompts))}
     out = Path(cfg.out)
     plot_fronts(per_method, objectives, out / "fronts.png", base=base["mean"],
                 title=f"demo task: every method, {len(base_scores)} test prompts")

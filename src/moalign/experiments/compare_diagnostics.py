@@ -25,11 +25,12 @@ CONFLICT_RULE = ("Spearman rank correlation of every two objectives over the bas
                  "train prompts (the offline methods' data); negative = the objectives conflict")
 
 
-def add_policy_degeneracy(methods: Mapping[str, dict[str, Any]]) -> None:
-    """Give every policy of every method (``policies[i]["completions"]``) its ``degeneracy`` summary, in place."""
+def add_policy_degeneracy(methods: Mapping[str, dict[str, Any]], prompts: Sequence[str] | None = None) -> None:
+    """Give every policy of every method (``policies[i]["completions"]``) its ``degeneracy`` summary, in place;
+    with ``prompts`` (the prompts the completions answer, in order) echoes of the prompt count as degenerate."""
     for m in methods.values():
         for p in m["policies"]:
-            p["degeneracy"] = degeneracy_summary(p["completions"])
+            p["degeneracy"] = degeneracy_summary(p["completions"], prompts)
 
 
 def degenerate_winner(methods: Mapping[str, dict[str, Any]], threshold: float = DEGENERATE_FLAG_SHARE
@@ -55,12 +56,12 @@ def conflict(data_info: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def diagnostics(methods: Mapping[str, dict[str, Any]], base_completions: Sequence[str] | None,
-                data_info: Mapping[str, Any]) -> dict[str, Any]:
+                data_info: Mapping[str, Any], prompts: Sequence[str] | None = None) -> dict[str, Any]:
     """``compare.json``'s ``degeneracy`` (rule, base model, flag) and ``conflict`` blocks; policies gain
-    ``degeneracy`` (:func:`add_policy_degeneracy`)."""
-    add_policy_degeneracy(methods)
+    ``degeneracy`` (:func:`add_policy_degeneracy`; ``prompts``: the test prompts, for the echo rule)."""
+    add_policy_degeneracy(methods, prompts)
     return {"degeneracy": {"rule": DEGENERACY_RULE,
-                           "base": degeneracy_summary(base_completions) if base_completions else None,
+                           "base": degeneracy_summary(base_completions, prompts) if base_completions else None,
                            "largest_hv_front": degenerate_winner(methods)},
             "conflict": conflict(data_info)}
 

@@ -50,7 +50,7 @@ def study_result(cfg: Any, variants: Sequence[Any], configs: dict[str, Any], rec
 
     out = Path(cfg.out)
     boot = dict(num_samples=cfg.bootstrap_samples, seed=cfg.seed)
-    base = {**mean_ci(base_scores, **boot), "degeneracy": degeneracy_summary(base_texts)}
+    base = {**mean_ci(base_scores, **boot), "degeneracy": degeneracy_summary(base_texts, prompts)}
     rows: dict[str, dict[str, Any]] = {}
     all_scores: dict[str, np.ndarray] = {}
     for v in variants:
@@ -66,7 +66,7 @@ def study_result(cfg: Any, variants: Sequence[Any], configs: dict[str, Any], rec
                         "train_seconds": rec["train_seconds"], "eval_seconds": rec.get("eval_seconds"),
                         "memory": rec.get("memory"), "data": rec["data"], "policies": pols,
                         "points": [p["mean"] for p in pols]}
-    add_policy_degeneracy(rows)
+    add_policy_degeneracy(rows, prompts)
     fronts = summarise_fronts(rows, np.asarray(base["mean"]), margin=cfg.reference_margin)
     ref = np.asarray(fronts["reference_point"])
     for name, r in rows.items():

@@ -27,15 +27,19 @@ from typing import Any
 
 import numpy as np
 
+#: stands for the prompt itself in :data:`DEGENERATE_PROBES` (the echo probe answers each prompt with it)
+PROMPT_ECHO = "{prompt}"
+
 #: answers a reader would call degenerate, as a scorer sees them (each is given to every prompt)
 DEGENERATE_PROBES = {
     "empty": "",
     "one word": "Sure.",
     "stock phrase": "Great question, good luck!",
     "repeated phrase": "I love it. I love it. I love it. I love it.",
+    "echo of the prompt": PROMPT_ECHO,
 }
 
-DEFAULT_SCORERS = ("positivity", "relevance", "conciseness", "brevity")
+DEFAULT_SCORERS = ("positivity", "relevance", "answer_relevance", "conciseness", "brevity")
 
 
 def conflict_table(scores: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
@@ -89,14 +93,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names = [f.name for f in scorers]
     scores = np.asarray(score_completions([s["prompt"] for s in samples], texts, scorers), float)
     probe_scores = np.stack([
-        np.asarray(score_completions(prompts, [probe] * len(prompts), scorers), float)
+        np.asarray(score_completions(prompts, [p if probe == PROMPT_ECHO else probe for p in prompts], scorers), float)
         for probe in DEGENERATE_PROBES.values()])
     shares = probe_shares(scores, probe_scores)
     result = {
         "command": "python -m moalign.experiments.task_conflict " + " ".join(
             f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()),
         "num_samples": len(samples), "num_prompts": len(prompts),
-        "samples_degeneracy": degeneracy_summary(texts),
+        "samples_degeneracy": degeneracy_summary(texts, [s["prompt"] for s in samples]),
         "mean_score": dict(zip(names, scores.mean(axis=0).tolist())),
         "conflict": conflict_table(scores, names),
         "degenerate_probes": {probe: dict(zip(names, row.tolist())) for probe, row in zip(DEGENERATE_PROBES, shares)},

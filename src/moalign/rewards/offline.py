@@ -13,6 +13,8 @@ ConcisenessReward  shorter (minus the number of words)           (-inf, 0]
   ``brevity``      shorter, but not under 10 words (a floor)    (-inf, -10]
 CleanlinessReward  no profanity (better_profanity)               {0, 1}
 RelevanceReward    closer in meaning to the prompt (MiniLM)      [-1, 1]
+  ``answer_relevance``  the same, the share copied from the prompt   [-1, 1]
+                   counting as -1 (an echo of the question scores -1)
 =================  ===========================================  ===================
 
 Measured on 48 hand-written assistant responses (``tests/rewards/examples.py``; Spearman
@@ -36,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from moalign.rewards.base import RewardFunction, TextOrChat, completion_text, last_user_message
+from moalign.rewards.text_overlap import copied_share
 
 __all__ = [
     "CleanlinessReward",
@@ -188,6 +191,13 @@ class RelevanceReward(RewardFunction):
     lazily from :func:`find_minilm_path` on first use. A helpfulness proxy: an answer that
     addresses the question scores high, a curt or off-topic one low -- so it conflicts with
     brevity. ``encoder`` replaces MiniLM with any ``list[str] -> (n, d) array`` function.
+
+    ``copy_penalty=True`` (the ``answer_relevance`` scorer) scores what the answer adds: with ``c`` the share of
+    the answer's word 2-grams that occur in the prompt (:func:`moalign.rewards.text_overlap.copied_share`), the
+    score is ``cos - c * (cos + 1)`` -- the copied share counts as the worst relevance, -1. Plain relevance is
+    maximised by repeating the question (cosine about 1): MO-ODPO trained on relevance against brevity learnt
+    exactly that on SmolLM2 (``docs/text_comparison.md``). An answer that reuses a term of the question loses
+    little; an echo scores -1.
     """
 
     def __init__(
@@ -196,11 +206,13 @@ class RelevanceReward(RewardFunction):
         encoder: Encoder | None = None,
         device: str | None = "cpu",
         batch_size: int = 32,
+        copy_penalty: bool = False,
     ) -> None:
         super().__init__(name)
         self._encoder = encoder
         self.device = device
         self.batch_size = batch_size
+        self.copy_penalty = copy_penalty
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-norm embeddings of ``texts``, shape ``(n, d)``."""
@@ -219,9 +231,14 @@ class RelevanceReward(RewardFunction):
 
     def score(self, prompts: list[TextOrChat], completions: list[TextOrChat]) -> list[float]:
         last_user_messages = [last_user_message(p, what=f"prompt {i}") for i, p in enumerate(prompts)]
-        emb = self.encode(last_user_messages + _texts(completions))
+        texts = _texts(completions)
+        emb = self.encode(last_user_messages + texts)
         n = len(prompts)
-        return np.sum(emb[:n] * emb[n:], axis=1).tolist()
+        cosine = np.sum(emb[:n] * emb[n:], axis=1)
+        if self.copy_penalty:
+            copied = np.array([copied_share(t, q, 2) for t, q in zip(texts, last_user_messages)])
+            cosine = cosine - copied * (cosine + 1.0)
+        return cosine.tolist()
 
 
 def offline_reward_functions(names: Sequence[str] = ("relevance", "conciseness")) -> list[RewardFunction]:
@@ -229,7 +246,7 @@ def offline_reward_functions(names: Sequence[str] = ("relevance", "conciseness")
 
     The default is the pair measured to conflict most on hand-written responses (see the module
     docstring). Known names: ``positivity``, ``simplicity``, ``conciseness``, ``brevity`` (conciseness with a
-    10-word floor), ``cleanliness``, ``relevance``.
+    10-word floor), ``cleanliness``, ``relevance``, ``answer_relevance`` (relevance, copying the prompt penalised).
     """
     factories: dict[str, Callable[[], RewardFunction]] = {
         "positivity": PositivityReward,
@@ -238,6 +255,7 @@ def offline_reward_functions(names: Sequence[str] = ("relevance", "conciseness")
         "brevity": lambda: ConcisenessReward(name="brevity", floor=BREVITY_FLOOR_WORDS),
         "cleanliness": CleanlinessReward,
         "relevance": RelevanceReward,
+        "answer_relevance": lambda: RelevanceReward(name="answer_relevance", copy_penalty=True),
     }
     unknown = [n for n in names if n not in factories]
     if unknown:

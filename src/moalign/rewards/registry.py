@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from moalign.rewards.base import CallableReward, RewardFunction
 from moalign.rewards.offline import offline_reward_functions
 
-OFFLINE_NAMES = ("positivity", "simplicity", "conciseness", "brevity", "cleanliness", "relevance")
+OFFLINE_NAMES = ("positivity", "simplicity", "conciseness", "brevity", "cleanliness", "relevance", "answer_relevance")
 
 
 def resolve_reward_functions(specs: Sequence[str]) -> list[RewardFunction]:
