@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moalign.eval.degeneracy import degeneracy_summary, distinct_n, is_degenerate, words
+from moalign.eval.degeneracy import ECHO_SHARE, degeneracy_summary, distinct_n, is_degenerate, is_echo, words
 
 
 @pytest.mark.parametrize("text, expected_words", [
@@ -58,3 +58,47 @@ def test_degeneracy_summary_counts():
                        "distinct_2": pytest.approx(4 / 6)}
     with pytest.raises(ValueError):
         degeneracy_summary([])
+
+
+SOLAR = "Are solar panels worth it?"  # 2-grams: (are solar)(solar panels)(panels worth)(worth it)
+
+
+@pytest.mark.parametrize("text, echo, why", [
+    (SOLAR, True, "the prompt itself: 4 of 4"),
+    ("are SOLAR panels, worth it", True, "the prompt, case and punctuation aside"),
+    ("Are solar panels cheap now?", True, "(are solar)(solar panels) of 4: exactly one half, the threshold"),
+    ("Are solar panels cheap now and later?", False, "2 of 6"),
+    ("Solar panels save money on bills.", False, "(solar panels) of 5"),
+])
+def test_is_echo_hand_counted(text, echo, why):
+    assert ECHO_SHARE == 0.5
+    assert is_echo(text, SOLAR) is echo, why
+    # without the prompt none of these is degenerate (5+ words, no repeated 3-gram); with it, exactly the echoes
+    assert is_degenerate(text) is False, why
+    assert is_degenerate(text, SOLAR) is echo, why
+
+
+def test_is_degenerate_with_a_prompt_keeps_the_other_rules():
+    assert is_degenerate("Sure.", SOLAR) and is_degenerate("", SOLAR)  # length
+    assert is_degenerate("I love it. I love it.", SOLAR)  # a repeated 3-gram, nothing copied
+    assert not is_echo("Solar.", "Solar")  # one word has no 2-gram: never an echo (the length rule covers it)
+    assert is_echo("Are solar", SOLAR) and is_degenerate("Are solar")  # both rules at once
+
+
+def test_degeneracy_summary_with_prompts_counts_echoes():
+    question = "What is a good name for a cat?"  # 2-grams: (what is)(is a)(a good)(good name)(name for)(for a)(a cat)
+    texts = [question, "Call it Tom, a classic name for a cat.", "ok", "no no no no"]
+    # answer 2 copies (name for)(for a)(a cat) of its 8 2-grams: 3/8 < 1/2, not an echo; degenerate: the echo,
+    # ok (1 word), no no no no (repeats) -> 3 of 4, of which 1 echo
+    summary = degeneracy_summary(texts, [question] * 4)
+    # 2-grams over the answers: 7 + 8 (5 new) + 0 + 3 (no no, 1 distinct) -> 13 distinct of 18
+    assert summary == {"degenerate_share": 0.75, "num_degenerate": 3, "num_answers": 4,
+                       "distinct_2": pytest.approx(13 / 18), "echo_share": 0.25}
+    # without prompts: the rule and the keys of before (the echo is a fine 8-word answer)
+    assert degeneracy_summary(texts) == {"degenerate_share": 0.5, "num_degenerate": 2, "num_answers": 4,
+                                         "distinct_2": pytest.approx(13 / 18)}
+    # one prompt per answer: each answer is compared with its own prompt
+    own = degeneracy_summary(texts[:2], [question, "Call it Tom, a classic name for a cat!"])
+    assert (own["num_degenerate"], own["echo_share"]) == (2, 1.0)
+    with pytest.raises(ValueError, match="3 prompts for 4 answers"):
+        degeneracy_summary(texts, [question] * 3)

@@ -78,11 +78,11 @@ def test_end_to_end_with_stand_in_multi_head_model(standin_model, char_tokenizer
     assert sp["count_a"]["n"] == 11 and sp["count_a"]["rho"] > 0.9 and sp["count_b"]["rho"] > 0.9
     md = (tmp_path / "report.md").read_text()
     assert "reference point" in md and "head:count_a" in md and "![front](front.png)" in md
-    # every policy's degenerate share and distinct-2 are those of its own saved answers
+    # every policy's degenerate share, echo share and distinct-2 are those of its own saved answers and the prompts
     from moalign.eval.degeneracy import degeneracy_summary
 
     for p, texts in enumerate(result.completions):
-        assert rep["policies"][p]["degeneracy"] == pytest.approx(degeneracy_summary(texts)), p
+        assert rep["policies"][p]["degeneracy"] == pytest.approx(degeneracy_summary(texts, PROMPTS)), p
     assert "## Degenerate answers and diversity" in md and rep["degeneracy_rule"] in md
 
 

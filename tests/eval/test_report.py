@@ -215,3 +215,34 @@ def test_written_report_has_promised_keys_and_plots(tmp_path):
     md = paths["markdown"].read_text()
     assert "reference point" in md and "front.png" in md
     assert render_markdown(rep).count("| `") >= 2 * len(pols)
+
+
+# ------------------------------------------------------------------ degenerate answers
+def test_add_degeneracy_counts_echoes_of_string_and_chat_prompts():
+    from moalign.eval.degeneracy import DEGENERACY_RULE
+    from moalign.eval.report import add_degeneracy
+
+    means = {"base": (1.0, 1.0), "p1": (2.0, 2.0)}
+    question = "Are solar panels worth it?"
+    chat = [{"role": "system", "content": "Yes they are worth it, mostly."}, {"role": "user", "content": question}]
+    prompts = [question, chat]
+    # base: the first answer copies nothing, the second echoes the chat's question
+    answers = [["They cut bills over the years.", "Are solar panels worth it?"],
+               ["Are solar panels worth it, really?", "Yes they are worth it, mostly."]]
+    # p1: the first answer copies (are solar)(solar panels)(panels worth)(worth it) of its 5 2-grams: 4/5 >= 1/2, an
+    # echo; the second repeats the chat's system message, but only (worth it) of its 5 2-grams is in the last user
+    # message, which is what the prompt asks: 1/5, no echo
+    rep = summarize_scores(_scores(means, 2), _policies(means), ["r1", "r2"], np.zeros(2, int), bootstrap_samples=20)
+    add_degeneracy(rep, answers, prompts)
+    assert [p["degeneracy"]["echo_share"] for p in rep["policies"]] == [0.5, 0.5]
+    assert [p["degeneracy"]["num_degenerate"] for p in rep["policies"]] == [1, 1]
+    assert rep["degeneracy_rule"] == DEGENERACY_RULE and "echo" in DEGENERACY_RULE
+    md = render_markdown(rep)
+    assert "| policy | degenerate answers | echoes of the prompt | distinct-2 |" in md
+    assert "| `base` | 1/2 (50%) | 50% |" in md
+    # without prompts: no echo rule, no echo column (the echoes are 5-word answers without a repeated 3-gram)
+    add_degeneracy(rep, answers)
+    assert all("echo_share" not in p["degeneracy"] and p["degeneracy"]["num_degenerate"] == 0 for p in rep["policies"])
+    assert "| policy | degenerate answers | distinct-2 |" in render_markdown(rep)
+    with pytest.raises(ValueError, match="1 completion lists for 2 policies"):
+        add_degeneracy(rep, answers[:1], prompts)

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moalign.experiments.task_conflict import DEGENERATE_PROBES, conflict_table, main, probe_shares, render
+from moalign.eval.degeneracy import degeneracy_summary
+from moalign.experiments.task_conflict import (DEFAULT_SCORERS, DEGENERATE_PROBES, PROMPT_ECHO, conflict_table, main,
+                                               probe_shares, render)
 from tests.cli_setup import save_tiny_model
 
 
@@ -46,6 +48,17 @@ def test_probe_shares_against_a_hand_count():
         [[10.0, 6.0], [0.0, 4.0]],  # means (5, 5): beats all four -> 1; beats two, ties two -> 3/4
     ])  # 2 probes x 2 prompts x 2 scorers
     np.testing.assert_allclose(probe_shares(samples, probes), [[0.625, 0.25], [1.0, 0.75]])
+
+
+def test_defaults_measure_both_relevances_and_the_echo_probe():
+    from moalign.experiments.compare import CompareConfig
+    from moalign.rewards.registry import OFFLINE_NAMES
+
+    assert DEFAULT_SCORERS == ("positivity", "relevance", "answer_relevance", "conciseness", "brevity")
+    assert set(DEFAULT_SCORERS) <= set(OFFLINE_NAMES)
+    assert set(CompareConfig().reward_functions) <= set(DEFAULT_SCORERS)  # compare's demo task is measured here
+    assert list(DEGENERATE_PROBES)[-1] == "echo of the prompt"
+    assert DEGENERATE_PROBES["echo of the prompt"] == PROMPT_ECHO
 
 
 def _result() -> dict:
@@ -99,6 +112,16 @@ def test_command_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert shares["empty"]["length"] == pytest.approx(0.5 * sum(n == 0 for n in chars) / 8)
     assert shares["repeated phrase"]["length"] == pytest.approx(
         (sum(n < 43 for n in chars) + 0.5 * sum(n == 43 for n in chars)) / 8)
+    # the echo probe answers each prompt with the prompt itself: its length score is the prompts' mean length
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    prompts = list(dict.fromkeys(s["prompt"] for s in samples))
+    echo_length = np.mean([len(p) / 100 for p in prompts])
+    assert len(prompts) == 4
+    assert shares["echo of the prompt"]["length"] == pytest.approx(
+        (sum(n / 100 < echo_length for n in chars) + 0.5 * sum(n / 100 == echo_length for n in chars)) / 8)
+    # the samples' degeneracy counts echoes of their own prompts
+    assert result["samples_degeneracy"] == pytest.approx(degeneracy_summary(texts, [s["prompt"] for s in samples]))
+    assert "echo_share" in result["samples_degeneracy"]
     # a second call reuses the samples (the model is not loaded again) and gives the same numbers
     main(_argv(out, tmp_path / "absent"))
     again = json.loads((out / "task_conflict.json").read_text())

@@ -118,6 +118,39 @@ def test_relevance_is_cosine_of_embeddings():
         zero(["p"], ["x"])
 
 
+def test_answer_relevance_against_hand_computed_values():
+    """score = cos - c * (cos + 1), c the share of the answer's word 2-grams found in the prompt (the last user
+    message); the fake encoder fixes every cosine against the prompt [1, 0]."""
+    prompt = "How do solar panels work"  # 2-grams: (how do)(do solar)(solar panels)(panels work)
+    table = {prompt: [1.0, 0.0],
+             "How do solar panels work?": [0.6, 0.8],            # an echo (c = 1), cos 0.6
+             "They turn sunlight into electricity.": [0.6, 0.8],  # c = 0 of 4 2-grams, cos 0.6
+             "Solar panels work by photons.": [4.0, 3.0],         # (solar panels)(panels work) of 4: c = 1/2, cos 0.8
+             "Photons hit the solar panels.": [0.0, 1.0]}         # (solar panels) of 4: c = 1/4, cos 0
+    encoder = lambda texts: np.array([table[t] for t in texts])  # noqa: E731
+    answers = list(table)
+    penalised = RelevanceReward(name="answer_relevance", encoder=encoder, copy_penalty=True)
+    expected = [1 - 1 * 2, 0.6 - 1 * 1.6, 0.6, 0.8 - 0.5 * 1.8, 0 - 0.25 * 1]  # = -1, -1, 0.6, -0.1, -0.25
+    assert penalised([prompt] * 5, answers) == pytest.approx(expected, abs=1e-12)
+    # plain relevance is the cosine: the echoes score highest
+    assert RelevanceReward(encoder=encoder)([prompt] * 5, answers) == pytest.approx([1, 0.6, 0.6, 0.8, 0], abs=1e-12)
+    # chat prompt: copying is measured against the last user message only, not the system message
+    chat = [{"role": "system", "content": "They turn sunlight into electricity."}, {"role": "user", "content": prompt}]
+    assert penalised([chat] * 2, answers[1:3]) == pytest.approx([-1.0, 0.6], abs=1e-12)
+
+
+def test_answer_relevance_by_name_penalises_copying():
+    from moalign.rewards.registry import OFFLINE_NAMES, resolve_reward_functions
+
+    assert "answer_relevance" in OFFLINE_NAMES
+    (answer,) = resolve_reward_functions(["answer_relevance"])
+    assert isinstance(answer, RelevanceReward) and (answer.name, answer.copy_penalty) == ("answer_relevance", True)
+    (plain,) = resolve_reward_functions(["relevance"])
+    assert (plain.name, plain.copy_penalty) == ("relevance", False)
+    (built,) = offline_reward_functions(["answer_relevance"])
+    assert built.copy_penalty and built.name == "answer_relevance"
+
+
 def test_find_minilm_path_points_to_a_sentence_transformers_dir():
     path = find_minilm_path()
     assert (path / "modules.json").is_file() and (path / "model.safetensors").is_file()

@@ -122,7 +122,7 @@ def _summarize_and_write(
     )
     report["config"] = dataclasses.asdict(config)
     report["model"] = model_info
-    add_degeneracy(report, completions)
+    add_degeneracy(report, completions, prompts)
     result = EvalResult(objectives, policies, prompts, completions, scores, labels, report)
     if config.output_dir is not None:
         out = Path(config.output_dir)

@@ -268,19 +268,24 @@ def summarize_scores(
     }
 
 
-def add_degeneracy(report: dict[str, Any], completions: Sequence[Sequence[str]]) -> dict[str, Any]:
+def add_degeneracy(report: dict[str, Any], completions: Sequence[Sequence[str]],
+                   prompts: Sequence[Any] | None = None) -> dict[str, Any]:
     """Add every policy's share of degenerate answers and distinct-2 (:mod:`moalign.eval.degeneracy`) to ``report``.
 
     ``completions[p]`` are policy p's answers (the order of ``report["policies"]``). Each policy row gains
     ``degeneracy``; ``report["degeneracy_rule"]`` states the rule, so a reader can tell a reward hack (a front
-    made of one-word or looping answers) from a real trade-off.
+    made of one-word, looping or prompt-echoing answers) from a real trade-off. ``prompts`` (the prompts the
+    answers reply to, in order; strings or chats, a chat's last user message being its question) make echoes of
+    the prompt count as degenerate and add ``echo_share``.
     """
     from moalign.eval.degeneracy import DEGENERACY_RULE, degeneracy_summary
+    from moalign.rewards.base import last_user_message
 
     if len(completions) != len(report["policies"]):
         raise ValueError(f"{len(completions)} completion lists for {len(report['policies'])} policies")
+    questions = None if prompts is None else [last_user_message(p, what=f"prompt {i}") for i, p in enumerate(prompts)]
     for row, texts in zip(report["policies"], completions):
-        row["degeneracy"] = degeneracy_summary(texts)
+        row["degeneracy"] = degeneracy_summary(texts, questions)
     report["degeneracy_rule"] = DEGENERACY_RULE
     return report
 
@@ -368,12 +373,14 @@ def render_markdown(report: dict[str, Any], plots: Sequence[str] = ()) -> str:
     for e in report["steering_spearman"]:
         lines.append(f"| {e['objective']} | {_fmt(e['rho'])} | {_fmt(e['pvalue'])} | {e['n']} | {e['reason'] or ''} |")
     if all("degeneracy" in p for p in report["policies"]):
+        echo = all("echo_share" in p["degeneracy"] for p in report["policies"])
         lines += ["", "## Degenerate answers and diversity", "", f"Rule: {report.get('degeneracy_rule', '')}.", "",
-                  "| policy | degenerate answers | distinct-2 |", "|---|---|---|"]
+                  "| policy | degenerate answers | " + ("echoes of the prompt | " if echo else "") + "distinct-2 |",
+                  "|---|---|" + ("---|" if echo else "") + "---|"]
         for p in report["policies"]:
             d = p["degeneracy"]
             lines.append(f"| `{p['name']}` | {d['num_degenerate']}/{d['num_answers']} ({d['degenerate_share']:.0%}) "
-                         f"| {d['distinct_2']:.3f} |")
+                         + (f"| {d['echo_share']:.0%} " if echo else "") + f"| {d['distinct_2']:.3f} |")
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     return "\n".join(lines) + "\n"

@@ -9,8 +9,8 @@ methods train on:
 * the Spearman rank correlation of every two candidate scorers over the base model's sampled responses
   to the train prompts (negative = they conflict), with its p-value;
 * per scorer, where a few hand-written degenerate answers (empty, one word, a short stock phrase, a
-  repeated phrase) land among the sampled responses: the share of samples each one beats. A share near
-  1 means the scorer prefers that degenerate answer to nearly every real response.
+  repeated phrase, the prompt itself repeated back) land among the sampled responses: the share of samples
+  each one beats. A share near 1 means the scorer prefers that degenerate answer to nearly every real response.
 
 Command: ``python -m moalign.experiments.task_conflict --out runs/task_conflict`` (samples are reused
 from ``out/samples.jsonl`` when present; their prompts and number per prompt must match the arguments, the
