@@ -1,7 +1,7 @@
 """Reward functions by name, for configs and the command line.
 
-A spec is one of: an offline scorer name (``relevance``, ``conciseness``,
-``positivity``, ``simplicity``, ``brevity``, ``cleanliness``); a key of
+A spec is one of: an offline scorer name (``relevance``, ``answer_relevance``,
+``conciseness``, ``positivity``, ``simplicity``, ``brevity``, ``cleanliness``); a key of
 ``KNOWN_REWARD_MODELS`` (the papers' hub reward models); or ``hf:<path or
 hub id>`` for any sequence-classification reward model (plain text format).
 Any spec may be prefixed ``name=`` to rename the objective, e.g.
