@@ -74,10 +74,10 @@ def degeneracy_summary(texts: Sequence[str], prompts: Sequence[str] | None = Non
         raise ValueError("no answers to measure")
     if prompts is not None and len(prompts) != len(texts):
         raise ValueError(f"{len(prompts)} prompts for {len(texts)} answers")
-    asked = list(prompts) if prompts is not None else [None] * len(texts)
-    flags = [is_degenerate(t, p) for t, p in zip(texts, asked)]
+    echoes = [is_echo(t, p) for t, p in zip(texts, prompts)] if prompts is not None else [False] * len(texts)
+    flags = [echo or is_degenerate(t) for t, echo in zip(texts, echoes)]  # each answer's echo test made once
     summary = {"degenerate_share": sum(flags) / len(flags), "num_degenerate": int(sum(flags)),
                "num_answers": len(flags), "distinct_2": distinct_n(texts, 2)}
     if prompts is not None:
-        summary["echo_share"] = sum(is_echo(t, p) for t, p in zip(texts, prompts)) / len(texts)
+        summary["echo_share"] = sum(echoes) / len(texts)
     return summary
