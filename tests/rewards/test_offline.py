@@ -54,6 +54,15 @@ def test_conciseness_counts_words_and_characters():
         ConcisenessReward(unit="tokens")
 
 
+def test_conciseness_words_are_runs_of_letters_not_whitespace_chunks():
+    # hand-counted: punctuation glued between letters separates words; a lone dash is no word;
+    # an apostrophe inside a word keeps it whole
+    completions = ["S.S.S.S.S", "Sm.L.M-is-here", "don't - stop", "e.g. this"]
+    assert ConcisenessReward()(["q"] * 4, completions) == [-5.0, -5.0, -2.0, -3.0]
+    # the token soup that beat the whitespace count now lands below the floor's optimum like any long answer
+    assert ConcisenessReward(floor=10)(["q"], [".".join(["S"] * 30)]) == [-30.0]
+
+
 def _words(n: int) -> str:
     return " ".join(["word"] * n)
 

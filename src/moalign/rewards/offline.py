@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from moalign.rewards.base import RewardFunction, TextOrChat, completion_text, last_user_message
-from moalign.rewards.text_overlap import copied_share
+from moalign.rewards.text_overlap import copied_share, words
 
 __all__ = [
     "CleanlinessReward",
@@ -101,8 +101,11 @@ class SimplicityReward(RewardFunction):
 class ConcisenessReward(RewardFunction):
     """Brevity: minus the length of the completion, in (-inf, 0].
 
-    ``unit="words"`` (default) counts whitespace-separated words; ``unit="characters"`` counts
-    characters. An empty completion scores 0, the maximum.
+    ``unit="words"`` (default) counts words as :func:`moalign.rewards.text_overlap.words` defines them (runs of
+    letters, digits and underscores; the same words the degenerate-answer rule counts), so punctuation glued
+    between letters does not hide length: ``"S.S.S.S"`` is four words, not one (a policy trained on
+    whitespace-separated words learnt exactly that token soup). ``unit="characters"`` counts characters. An
+    empty completion scores 0, the maximum.
 
     ``floor`` > 0 turns it into a length objective with a floor: lengths at or above the floor score
     ``-length`` as before, shorter ones ``-floor - 2 * (floor - length)`` -- each missing unit costs twice
@@ -124,7 +127,7 @@ class ConcisenessReward(RewardFunction):
 
     def score(self, prompts: list[TextOrChat], completions: list[TextOrChat]) -> list[float]:
         texts = _texts(completions)
-        lengths = [len(text.split()) if self.unit == "words" else len(text) for text in texts]
+        lengths = [len(words(text)) if self.unit == "words" else len(text) for text in texts]
         return [-float(n) if n >= self.floor else -float(self.floor + 2 * (self.floor - n)) for n in lengths]
 
 
