@@ -64,6 +64,11 @@ class RLBaselineConfig(MultiObjectiveConfig):
     kl_beta: float = field(default=0.05, metadata={"help": "KL coefficient to the base model (GRPOConfig.beta)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the completions."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus mass of the sampling (1 = off)."})
+    steps_per_generation: int = field(default=1, metadata={
+        "help": "Optimizer steps served by one generation call (GRPOConfig.steps_per_generation): the completions "
+                "of that many steps are sampled in one batched generate() and used in turn; the steps after the "
+                "first are corrected by the clipped importance ratio to the sampling policy (TRL computes its "
+                "log-probs). 1 = sample afresh for every step."})
     scale_rewards: str = field(default="group", metadata={"help": "GRPOConfig.scale_rewards: 'group', 'batch' or "
                                                                    "'none' (advantages divided by the std)."})
 
@@ -78,6 +83,8 @@ class RLBaselineConfig(MultiObjectiveConfig):
                              f"got {self.num_generations}")
         if self.kl_beta < 0:
             raise ValueError(f"kl_beta must be >= 0, got {self.kl_beta}")
+        if self.steps_per_generation < 1:
+            raise ValueError(f"steps_per_generation must be >= 1, got {self.steps_per_generation}")
 
 
 def require_rewards(config: RLBaselineConfig) -> list[str]:
@@ -113,6 +120,7 @@ def grpo_arguments(config: RLBaselineConfig, output_dir: str | os.PathLike) -> A
         shared["use_cpu"] = True
     return GRPOConfig(output_dir=str(output_dir), num_generations=config.num_generations, beta=config.kl_beta,
                       temperature=config.temperature, top_p=config.top_p, scale_rewards=config.scale_rewards,
+                      steps_per_generation=config.steps_per_generation * config.gradient_accumulation_steps,
                       max_completion_length=config.max_completion_length, logging_first_step=True,
                       save_strategy="steps", **shared)
 
