@@ -47,7 +47,7 @@ from moalign.data.io import (
     to_jsonl,
     to_parquet,
 )
-from moalign.data.schema import DatasetValidationError, MultiObjectiveDataset, ValidationIssue, _text_problem
+from moalign.data.schema import DatasetValidationError, MultiObjectiveDataset, ValidationIssue, text_problem
 from moalign.data.schema import validation_error
 from moalign.rewards.base import InvalidScoreError
 from moalign.rewards.labelling import RewardFns, label_pairwise, objective_names, score_pointwise
@@ -103,7 +103,7 @@ def _check_text(columns: Mapping[str, list[Any]], names: Sequence[str], source: 
     issues = []
     for name in names:
         for row, value in enumerate(columns[name]):
-            problem = _text_problem(value)
+            problem = text_problem(value)
             if problem is not None:
                 issues.append(ValidationIssue(row, name, problem, _line(lines, row)))
     if issues:

@@ -154,7 +154,7 @@ def is_chat(value: Any) -> bool:
     return isinstance(value, (list, tuple))
 
 
-def _text_problem(value: Any) -> str | None:
+def text_problem(value: Any) -> str | None:
     """What is wrong with a prompt/completion value, or None."""
     if value is None:
         return "missing value (null); expected a non-empty string or a list of {'role', 'content'} messages"
@@ -270,7 +270,7 @@ def validate_columns(
     first_format: tuple[str, bool] | None = None  # (column, is_chat) of the first text value seen
     for col in TEXT_COLUMNS[kind]:
         for i, value in enumerate(columns[col]):
-            problem = _text_problem(value)
+            problem = text_problem(value)
             if problem:
                 if not add(i, col, problem):
                     break

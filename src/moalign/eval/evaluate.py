@@ -29,7 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from moalign.eval.clustering import cluster_prompts
-from moalign.eval.generate import GenerationSettings, Prompt, _model_device, generate_completions, validate_prompts
+from moalign.eval.generate import GenerationSettings, Prompt, model_device, generate_completions, validate_prompts
 from moalign.eval.plots import plot_report
 from moalign.eval.policies import Policy, ensure_base_policy, steering_policies, validate_policies_for_model
 from moalign.eval.report import add_degeneracy, summarize_scores, write_report
@@ -189,7 +189,7 @@ def evaluate_policies(
         scores[p] = score_completions(prompts, texts, reward_fns, context=f"policy '{policy.name}'")
     model_info = {"class": type(model).__name__, "head_names": list(getattr(model, "head_names", None) or []) or None,
                   "reference_model": type(reference_model).__name__ if reference_model is not None else None,
-                  "precision": resolve_precision(settings.precision, _model_device(model))}
+                  "precision": resolve_precision(settings.precision, model_device(model))}
     return _summarize_and_write(objectives, policies, prompts, completions, scores, labels, num_clusters, config, model_info)
 
 

@@ -164,7 +164,8 @@ def policy_context(model: Any, policy: Policy, reference_model: Any | None = Non
         raise ValueError(f"unknown policy kind {policy.kind!r}")
 
 
-def _model_device(model: Any) -> torch.device:
+def model_device(model: Any) -> torch.device:
+    """The device a model computes on: its ``device`` attribute, else its first parameter's, else the CPU."""
     device = getattr(model, "device", None)
     if isinstance(device, torch.device):
         return device
@@ -227,8 +228,8 @@ def generate_completions(
             gen_model.eval()
         if settings.do_sample:
             torch.manual_seed(settings.seed)
-        device = _model_device(gen_model)
-        stop_ids = _stop_token_ids(gen_model, tokenizer).to(device)
+        device = model_device(gen_model)
+        stop_ids = stop_token_ids(gen_model, tokenizer).to(device)
         bar = tqdm(batches, desc=f"generate {policy.name}", leave=False, disable=not settings.progress)
         try:
             with torch.no_grad(), generation_autocast(settings.precision, gen_model, device):
@@ -252,7 +253,7 @@ def generate_completions(
     return completions  # type: ignore[return-value]
 
 
-def _stop_token_ids(model: Any, tokenizer: Any) -> torch.Tensor:
+def stop_token_ids(model: Any, tokenizer: Any) -> torch.Tensor:
     """Token ids that end generation: the generation config's ``eos_token_id`` (an id or a list) and the tokenizer's."""
     ids: set[int] = set()
     config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

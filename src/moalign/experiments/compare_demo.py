@@ -113,8 +113,8 @@ def prepare_data(config: CompareConfig, out: Path, reward_fns: list, objectives:
     from moalign.data import from_rows
     from moalign.data.io import to_jsonl
     from moalign.experiments.demo import (
-        _read_jsonl,
-        _write_jsonl,
+        read_jsonl,
+        write_jsonl,
         build_pairs,
         objective_correlations,
         sample_responses,
@@ -130,8 +130,8 @@ def prepare_data(config: CompareConfig, out: Path, reward_fns: list, objectives:
     if not (data / "done.json").exists():
         base, tokenizer = load_base(config)
         if not (data / "samples.jsonl").exists():
-            _write_jsonl(data / "samples.jsonl", sample_responses(base, tokenizer, train_prompts, demo))
-        samples = training_samples(_read_jsonl(data / "samples.jsonl"), "truncated")
+            write_jsonl(data / "samples.jsonl", sample_responses(base, tokenizer, train_prompts, demo))
+        samples = training_samples(read_jsonl(data / "samples.jsonl"), "truncated")
         scores = np.asarray(score_completions([s["prompt"] for s in samples], [s["completion"] for s in samples],
                                               reward_fns), float)
         pairs, _ = build_pairs(samples, scores, objectives)
@@ -139,7 +139,7 @@ def prepare_data(config: CompareConfig, out: Path, reward_fns: list, objectives:
         points = from_rows([{**s, "scores": [float(v) for v in sc]} for s, sc in zip(samples, scores)],
                            objectives=objectives, kind="pointwise", source="samples")
         to_jsonl(points, paths["points"])
-        _write_jsonl(paths["prompts"], [{"prompt": p} for p in train_prompts])
+        write_jsonl(paths["prompts"], [{"prompt": p} for p in train_prompts])
         info = {"num_samples": len(samples), "num_pairs": len(pairs),
                 "objective_correlation_on_samples": objective_correlations(scores, objectives),
                 "num_train_prompts": len(train_prompts), "num_test_prompts": config.num_test_prompts}

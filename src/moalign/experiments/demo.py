@@ -195,13 +195,16 @@ def split_prompts(config: DemoConfig) -> dict[str, list[str]]:
             "test": order[test_start:]}
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` to ``path``, one JSON object a line, through a temporary file (an interrupted run never
+    leaves a half-written artefact that a resumed run would read)."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)  # atomic: an interrupted write never leaves a half file behind
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON-lines artefact written by :func:`write_jsonl` (blank lines skipped)."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
@@ -326,8 +329,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     start = time.time()
     samples_path = out / "samples.jsonl"
     if not samples_path.exists():
-        _write_jsonl(samples_path, sample_responses(base, tokenizer, train_prompts, config))
-    samples = training_samples(_read_jsonl(samples_path), config.sample_ends, str(samples_path))
+        write_jsonl(samples_path, sample_responses(base, tokenizer, train_prompts, config))
+    samples = training_samples(read_jsonl(samples_path), config.sample_ends, str(samples_path))
     timings["sample"] = time.time() - start
 
     start = time.time()

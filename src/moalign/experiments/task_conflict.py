@@ -68,7 +68,7 @@ def probe_shares(sample_scores: np.ndarray, probe_scores: np.ndarray) -> np.ndar
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from moalign.eval.degeneracy import degeneracy_summary
-    from moalign.experiments.demo import (DemoConfig, _read_jsonl, _write_jsonl, sample_responses, split_prompts,
+    from moalign.experiments.demo import (DemoConfig, read_jsonl, write_jsonl, sample_responses, split_prompts,
                                           training_samples)
     from moalign.models import load_base_model, load_tokenizer
     from moalign.rewards.labelling import score_completions
@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     samples_path = out / "samples.jsonl"
     if not samples_path.exists():
         model, tokenizer = load_base_model(args.model), load_tokenizer(args.model)
-        _write_jsonl(samples_path, sample_responses(model, tokenizer, prompts, demo))
-    samples = training_samples(_read_jsonl(samples_path), "truncated", source=str(samples_path))
+        write_jsonl(samples_path, sample_responses(model, tokenizer, prompts, demo))
+    samples = training_samples(read_jsonl(samples_path), "truncated", source=str(samples_path))
     if sorted(s["prompt"] for s in samples) != sorted(p for p in prompts for _ in range(args.responses_per_prompt)):
         raise ValueError(f"{samples_path} holds samples of other prompts or another number per prompt than "
                          "--num_train_prompts / --responses_per_prompt / --seed ask for: use a new --out")

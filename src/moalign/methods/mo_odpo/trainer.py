@@ -170,13 +170,13 @@ class MOODPOTrainer(MultiObjectiveTrainer):
         Batched and left-padded, KV cache on, adapter active, eval mode (no dropout). A completion keeps its
         tokens up to and including the first stop token; one cut by ``max_completion_length`` has no EOS.
         """
-        from moalign.eval.generate import _stop_token_ids
+        from moalign.eval.generate import stop_token_ids
         from moalign.precision import generation_autocast
 
         base, tokenizer, args = unwrap_multihead(model), self.processing_class, self.args
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         device = base.device
-        stop = _stop_token_ids(base, tokenizer).to(device)
+        stop = stop_token_ids(base, tokenizer).to(device)
         size = args.generation_batch_size or len(prompt_ids)
         firsts: list[list[int]] = []
         seconds: list[list[int]] = []
