@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     setup_process(cli)
     from peft import LoraConfig
 
-    from moalign.eval.generate import _stop_token_ids
+    from moalign.eval.generate import stop_token_ids
     from moalign.eval.policies import Policy
     from moalign.models import MultiHeadCausalLM, MultiHeadConfig
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                                         head_type="full"),
                                   lora_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05)).eval()
     steer = Policy.steered([0.5, 0.5], divergence="forward_kl")
-    stop = _stop_token_ids(base, tokenizer)
+    stop = stop_token_ids(base, tokenizer)
     rows: list[dict[str, Any]] = []
     print(f"load average {os.getloadavg()[0]:.1f} at start; {torch.get_num_threads()} threads", flush=True)
     for precision in cli.precisions:
