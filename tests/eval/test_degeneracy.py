@@ -102,3 +102,16 @@ def test_degeneracy_summary_with_prompts_counts_echoes():
     assert (own["num_degenerate"], own["echo_share"]) == (2, 1.0)
     with pytest.raises(ValueError, match="3 prompts for 4 answers"):
         degeneracy_summary(texts, [question] * 3)
+
+
+def test_a_chat_prompt_is_compared_through_its_last_user_message():
+    # the system instruction and the earlier turn are not the question: copying them is no echo
+    chat = [{"role": "system", "content": "Answer the question about solar panels kindly."},
+            {"role": "user", "content": "Hello there, friend of mine."},
+            {"role": "assistant", "content": "Hi!"},
+            {"role": "user", "content": SOLAR}]
+    assert is_echo("Are solar panels worth it? Maybe.", chat)
+    assert not is_echo("Hello there, friend of mine, hello.", chat)
+    assert is_degenerate("Are solar panels worth it?", chat)
+    summary = degeneracy_summary(["Are solar panels worth it?", "They pay back in about eight years."], [chat, chat])
+    assert (summary["num_degenerate"], summary["echo_share"]) == (1, 0.5)

@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from moalign.rewards.base import TextOrChat, last_user_message
 from moalign.rewards.text_overlap import copied_share, word_ngrams, words
 
 __all__ = ["DEGENERATE_MAX_WORDS", "REPEATED_NGRAM", "ECHO_SHARE", "DEGENERACY_RULE", "words", "is_degenerate",
@@ -43,12 +44,13 @@ DEGENERACY_RULE = (f"degenerate answer: empty, <= {DEGENERATE_MAX_WORDS} words, 
                    "distinct-2: distinct word 2-grams / all word 2-grams over the policy's answers "
                    "(moalign.eval.degeneracy)")
 
-def is_echo(text: str, prompt: str) -> bool:
-    """Whether ``text`` copies its prompt: at least :data:`ECHO_SHARE` of its word 2-grams occur in ``prompt``."""
-    return copied_share(text, prompt, 2) >= ECHO_SHARE
+def is_echo(text: str, prompt: TextOrChat) -> bool:
+    """Whether ``text`` copies its prompt: at least :data:`ECHO_SHARE` of its word 2-grams occur in ``prompt``
+    (for a chat, its last user message: the question answered, as the relevance scorers read it)."""
+    return copied_share(text, last_user_message(prompt), 2) >= ECHO_SHARE
 
 
-def is_degenerate(text: str, prompt: str | None = None) -> bool:
+def is_degenerate(text: str, prompt: TextOrChat | None = None) -> bool:
     """Whether ``text`` is empty, has at most 2 words, repeats a word 3-gram, or (``prompt`` given) echoes the
     prompt (module docstring)."""
     tokens = words(text)
@@ -66,7 +68,7 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def degeneracy_summary(texts: Sequence[str], prompts: Sequence[str] | None = None) -> dict[str, Any]:
+def degeneracy_summary(texts: Sequence[str], prompts: Sequence[TextOrChat] | None = None) -> dict[str, Any]:
     """One policy's answers: ``degenerate_share`` (fraction of degenerate answers), ``num_degenerate``,
     ``num_answers`` and ``distinct_2``; with ``prompts`` (one per answer) echoes count as degenerate and
     ``echo_share`` is their fraction."""
