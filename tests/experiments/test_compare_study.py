@@ -170,6 +170,6 @@ def test_example_specs_load_and_fit_the_prompt_set(name):
         assert not set(validation) & set(splits["train"])
 
 
-def test_default_sampling_temperature_is_the_demos():
-    assert demo_config(CompareConfig(task="demo")).sample_temperature == 0.7
+def test_default_sampling_temperature_is_the_data_studys_choice():
+    assert demo_config(CompareConfig(task="demo")).sample_temperature == 1.0
     assert demo_config(CompareConfig(task="demo", sample_temperature=1.0)).sample_temperature == 1.0
