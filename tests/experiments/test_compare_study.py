@@ -128,7 +128,7 @@ def test_budget_factor_and_the_variants_config(tiny, tmp_path):
     assert quick.budget == 4000 and quick.num_train_prompts == 24 and not quick.quick
     mine = compare_study.variant_config(quick, compare_study.Variant("y", "mopo", compare={"num_train_prompts": 32}))
     assert mine.num_train_prompts == 32 and mine.budget == 4000
-    assert compare_study.recipe_of(mine)[0].startswith("32x2_T0.7_")
+    assert compare_study.recipe_of(mine)[0].startswith("32x2_T1_")
 
 
 def test_spec_errors_are_refused(tiny, tmp_path):
