@@ -94,13 +94,14 @@ class PhaseClock:
 def plain_tokens_per_s(model: Any, tokenizer: Any, prompts: list[str], rows: int, max_new_tokens: int,
                        precision: str, rounds: int = 2) -> float:
     """Plain ``generate`` of the PEFT model in eval mode, ``rows`` completions per call, sampled at T = 1."""
+    from moalign.eval.generate import model_device, render_prompts, stop_token_ids
     from moalign.precision import generation_autocast
 
-    device = next(model.parameters()).device
-    chat = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-            if tokenizer.chat_template else p for p in prompts[:rows]]
-    enc = tokenizer(chat, return_tensors="pt", padding=True, padding_side="left")
+    device = model_device(model)
+    texts, templated = render_prompts(tokenizer, prompts[:rows])
+    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=not templated)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stop = stop_token_ids(model, tokenizer).to(device)
     was_training = model.training
     model.eval()
     best = 0.0
@@ -111,7 +112,7 @@ def plain_tokens_per_s(model: Any, tokenizer: Any, prompts: list[str], rows: int
                 out = model.generate(**enc.to(device), do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
                                      max_new_tokens=max_new_tokens, pad_token_id=pad)
                 new = out[:, enc["input_ids"].shape[1]:]
-                ended = torch.isin(new, torch.tensor([tokenizer.eos_token_id], device=device))
+                ended = torch.isin(new, stop)  # a completion ends at its first stop token, as in training
                 lengths = [(row.tolist().index(True) + 1) if row.any() else new.shape[1] for row in ended]
                 best = max(best, sum(lengths) / (time.perf_counter() - start))
     finally:

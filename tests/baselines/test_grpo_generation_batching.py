@@ -6,9 +6,8 @@ import pytest
 
 from moalign.methods.p_morl.config import PMORLConfig
 from moalign.trainers.rl_common import grpo_arguments
-from tests.cli_setup import save_tiny_model, write_config, write_jsonl
-
 from tests.baselines.test_rewarded_soups import REWARDS
+from tests.cli_setup import save_tiny_model, write_config, write_jsonl
 
 
 def test_steps_per_generation_reaches_grpo_config_in_micro_steps(tmp_path):
