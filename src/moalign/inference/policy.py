@@ -66,7 +66,7 @@ class LoadedPolicy:
         return self.family.describe(self.check_weights(weights))
 
     def generation_settings(self, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
-                            seed: int = 0, batch_size: int = 8, precision: str = "auto") -> Any:
+                            seed: int = 0, batch_size: int = 32, precision: str = "auto") -> Any:
         """The :class:`~moalign.eval.generate.GenerationSettings` of a call: greedy at ``temperature`` 0;
         ``precision`` as everywhere in moalign (:mod:`moalign.precision`; ``fp32`` to compare with an export
         run in float32)."""
@@ -99,7 +99,7 @@ class LoadedPolicy:
 
     def generate(self, prompts: str | Sequence[Any], weights: Any, max_new_tokens: int = 64,
                  temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, divergence: str | None = None,
-                 batch_size: int = 8, precision: str = "auto",
+                 batch_size: int = 32, precision: str = "auto",
                  return_finished: bool = False) -> list[str] | tuple[list[str], list[bool]]:
         """Completions of the policy of ``weights``, one per prompt (a single prompt gives a list of one).
 
