@@ -16,7 +16,10 @@ same prompts (chat template applied by both), batch, sampling (2 samples per pro
 Each trainer runs one untimed step, then ``--steps`` timed steps per round for ``--rounds`` rounds in
 alternating order (a step is timed from ``on_step_begin`` to ``on_step_end``). Generation tokens/s inside each
 trainer (TRL: its ``_generate`` wrapped with a timer; MO-ODPO: its logged ``generation/*``) is compared with
-plain ``model.generate`` of the base model on the same prompts (left-padded, 2 samples each, same settings).
+plain ``model.generate`` on the same plain chat prompts (left-padded, 2 samples each, same settings), twice: of
+the base model, and, after the timed rounds, of each trainer's own adapted model (the same LoRA, unmerged), which
+is the peer of "generation inside the trainer" (MO-ODPO as trained puts ~20 more conditioning tokens in each
+prompt; ``mo_odpo_fixed`` samples from the same plain prompts).
 Remaining differences: MO-ODPO's model is a ``MultiHeadCausalLM`` with one low-rank head (rank 8), and TRL
 completions stop at EOS the same way, but the samples (hence lengths) differ; tokens/s normalises that.
 
@@ -150,7 +153,8 @@ def build_mo_odpo(cli: argparse.Namespace, base: Any, tokenizer: Any, out: str, 
 
 @torch.no_grad()
 def plain_generate(cli: argparse.Namespace, base: Any, tokenizer: Any, repeats: int = 3) -> list[float]:
-    """Tokens/s of ``base.generate`` on the batch's chat prompts, 2 samples each, as the trainers sample."""
+    """Tokens/s of ``base.generate`` (any causal LM: the base model, a PEFT model) on the batch's chat prompts,
+    2 samples each, as the trainers sample; eval mode, the training flag restored afterwards."""
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                            add_generation_prompt=True) for p in PROMPTS[: cli.batch]]
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
@@ -158,6 +162,7 @@ def plain_generate(cli: argparse.Namespace, base: Any, tokenizer: Any, repeats: 
     tokenizer.padding_side = side
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rates = []
+    was_training = base.training
     base.eval()
     for _ in range(repeats):
         start = time.perf_counter()
@@ -169,7 +174,15 @@ def plain_generate(cli: argparse.Namespace, base: Any, tokenizer: Any, repeats: 
         eos = torch.isin(new, torch.tensor([tokenizer.eos_token_id]))
         lengths = torch.where(eos.any(1), eos.int().argmax(1) + 1, torch.full_like(eos[:, 0], new.shape[1], dtype=torch.long))
         rates.append(float(lengths.sum()) / seconds)
+    base.train(was_training)
     return rates
+
+
+def own_model(trainer: Any) -> Any:
+    """The model a trainer samples from: TRL's PEFT model, MO-ODPO's multi-head model (its generate() is the backbone's)."""
+    from moalign.trainers.base_trainer import unwrap_multihead
+
+    return unwrap_multihead(trainer.model)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -198,6 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             order = list(variants) if r % 2 == 0 else list(reversed(variants))
             for name in order:
                 variants[name].run(cli.steps)
+        own_rates = {name: plain_generate(cli, own_model(v.trainer), tokenizer) for name, v in variants.items()}
     summary: dict[str, Any] = {"plain_generate_tokens_per_s": plain_rates, "variants": {}}
     ref = statistics.median(variants["online_dpo"].wall)
     for name, v in variants.items():
@@ -208,15 +222,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         entry["gen_tokens_per_s"] = sum(t.gen_tokens) / sum(t.gen_seconds)
         entry["gen_share"] = sum(t.gen_seconds) / sum(v.wall)
         entry["tokens_per_step"] = sum(t.gen_tokens) / len(t.gen_tokens)
+        entry["own_model_plain_tokens_per_s"] = own_rates[name]
+        entry["gen_ratio_to_own_model_plain"] = entry["gen_tokens_per_s"] / statistics.median(own_rates[name])
         summary["variants"][name] = entry
     print(f"plain model.generate: {statistics.median(plain_rates):.1f} tokens/s (runs {[round(x, 1) for x in plain_rates]})")
     print("| trainer | median s/step | min-max | x OnlineDPO (wall) | x OnlineDPO (CPU) | gen tokens/s in trainer "
-          "| gen share | tokens/step |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| own model plain tokens/s (ratio) | gen share | tokens/step |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, e in summary["variants"].items():
         print(f"| {name} | {e['median_s']:.2f} | {e['min_s']:.2f}-{e['max_s']:.2f} | {e['ratio_to_online_dpo']:.2f} | "
               f"{e['cpu_ratio_to_online_dpo']:.2f} | "
-              f"{e['gen_tokens_per_s']:.1f} | {e['gen_share']:.2f} | {e['tokens_per_step']:.0f} |")
+              f"{e['gen_tokens_per_s']:.1f} | {statistics.median(e['own_model_plain_tokens_per_s']):.1f} "
+              f"({e['gen_ratio_to_own_model_plain']:.2f}) | {e['gen_share']:.2f} | {e['tokens_per_step']:.0f} |")
     if cli.json:
         with open(cli.json, "w") as handle:
             json.dump(summary, handle, indent=2)
