@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_harness import setup_process  # noqa: E402
+from bench_harness import new_tokens, setup_process  # noqa: E402
 
 from moalign.precision import precision_autocast  # noqa: E402
 
@@ -81,15 +81,6 @@ def encode(tokenizer: Any, texts: list[str]) -> tuple[dict[str, torch.Tensor], i
     enc = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
     tokenizer.padding_side = side
     return {k: enc[k] for k in ("input_ids", "attention_mask")}, tokenizer.pad_token_id
-
-
-def new_tokens(out: torch.Tensor, prompt_length: int, stop: torch.Tensor) -> int:
-    """Generated tokens up to and including the first stop token of each row."""
-    new = out[:, prompt_length:]
-    hit = torch.isin(new, stop)
-    lengths = torch.where(hit.any(1), hit.int().argmax(1) + 1, torch.full_like(hit[:, 0], new.shape[1],
-                                                                                dtype=torch.long))
-    return int(lengths.sum())
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_harness import setup_process  # noqa: E402
+from bench_harness import new_tokens, setup_process  # noqa: E402
 
 PHASES = {"_generate_single_turn": "sampling", "_calculate_rewards": "rewards",
           "_get_per_token_logps_and_entropies": "log-prob passes", "_prepare_inputs": "prepare_inputs (all)",
@@ -111,10 +111,8 @@ def plain_tokens_per_s(model: Any, tokenizer: Any, prompts: list[str], rows: int
                 start = time.perf_counter()
                 out = model.generate(**enc.to(device), do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
                                      max_new_tokens=max_new_tokens, pad_token_id=pad)
-                new = out[:, enc["input_ids"].shape[1]:]
-                ended = torch.isin(new, stop)  # a completion ends at its first stop token, as in training
-                lengths = [(row.tolist().index(True) + 1) if row.any() else new.shape[1] for row in ended]
-                best = max(best, sum(lengths) / (time.perf_counter() - start))
+                # a completion ends at its first stop token, as in training
+                best = max(best, new_tokens(out, enc["input_ids"].shape[1], stop) / (time.perf_counter() - start))
     finally:
         model.train(was_training)
     return best

@@ -1,8 +1,8 @@
 """The timing harness the trainer benchmarks share: synthetic rows of exact token lengths, shared training
-arguments and LoRA, a per-step timer, a timed variant, the process setup and the model.
+arguments and LoRA, a per-step timer, a timed variant, the process setup, the model and the count of generated tokens.
 
 Used by ``bench_mopo_vs_dpo.py`` (MOPOTrainer vs TRL's DPOTrainer), ``bench_ham_vs_sft.py``,
-``bench_mo_odpo_vs_online_dpo.py``, ``bench_generation.py`` and ``bench_serve.py``: every side of a comparison is
+``bench_mo_odpo_vs_online_dpo.py``, ``bench_generation.py``, ``bench_grpo_generation.py`` and ``bench_serve.py``: every side of a comparison is
 built and timed the same way (docs/benchmarks.md).
 """
 
@@ -161,3 +161,12 @@ def load_model(cli: argparse.Namespace) -> tuple[Any, Any, str]:
 
     base, tokenizer = load_smollm2()
     return base, tokenizer, f"SmolLM2-135M-Instruct ({'bf16 autocast' if cli.precision == 'bf16' else 'float32'})"
+
+
+def new_tokens(out: torch.Tensor, prompt_length: int, stop: torch.Tensor) -> int:
+    """Generated tokens up to and including the first stop token of each row (a row without one: all of them)."""
+    new = out[:, prompt_length:]
+    hit = torch.isin(new, stop)
+    lengths = torch.where(hit.any(1), hit.int().argmax(1) + 1, torch.full_like(hit[:, 0], new.shape[1],
+                                                                                dtype=torch.long))
+    return int(lengths.sum())

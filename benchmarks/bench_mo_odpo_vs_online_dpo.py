@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_harness import StepTimer, Variant  # noqa: E402
+from bench_harness import StepTimer, Variant, new_tokens  # noqa: E402
 from moalign.precision import precision_autocast  # noqa: E402
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -155,12 +155,14 @@ def build_mo_odpo(cli: argparse.Namespace, base: Any, tokenizer: Any, out: str, 
 def plain_generate(cli: argparse.Namespace, base: Any, tokenizer: Any, repeats: int = 3) -> list[float]:
     """Tokens/s of ``base.generate`` (any causal LM: the base model, a PEFT model) on the batch's chat prompts,
     2 samples each, as the trainers sample; eval mode, the training flag restored afterwards."""
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) for p in PROMPTS[: cli.batch]]
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    tokenizer.padding_side = side
+    from moalign.eval.generate import model_device, render_prompts, stop_token_ids
+
+    device = model_device(base)
+    texts, templated = render_prompts(tokenizer, PROMPTS[: cli.batch])
+    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left",
+                    add_special_tokens=not templated).to(device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stop = stop_token_ids(base, tokenizer).to(device)
     rates = []
     was_training = base.training
     base.eval()
@@ -170,10 +172,7 @@ def plain_generate(cli: argparse.Namespace, base: Any, tokenizer: Any, repeats: 
             out = base.generate(**enc, do_sample=True, temperature=cli.temperature, top_k=0,
                                 max_new_tokens=cli.max_new_tokens, num_return_sequences=2, pad_token_id=pad)
         seconds = time.perf_counter() - start
-        new = out[:, enc["input_ids"].shape[1]:]
-        eos = torch.isin(new, torch.tensor([tokenizer.eos_token_id]))
-        lengths = torch.where(eos.any(1), eos.int().argmax(1) + 1, torch.full_like(eos[:, 0], new.shape[1], dtype=torch.long))
-        rates.append(float(lengths.sum()) / seconds)
+        rates.append(new_tokens(out, enc["input_ids"].shape[1], stop) / seconds)
     base.train(was_training)
     return rates
 
