@@ -19,6 +19,7 @@ from moalign.models import MultiHeadCausalLM, MultiHeadConfig
 from moalign.models.testing import make_tiny_llama_and_tokenizer
 from moalign.methods.mopo.config import MOPOConfig
 from moalign.methods.mopo.trainer import MOPOTrainer
+from moalign.trainers.run import end_distributed
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 from tests.trainers.test_ham_trainer import make_pointwise_rows  # noqa: E402
@@ -88,3 +89,4 @@ if __name__ == "__main__":
         run_ham(sys.argv[1], int(sys.argv[2]))
     else:
         main(sys.argv[1], int(sys.argv[2]), 0.1)
+    end_distributed()

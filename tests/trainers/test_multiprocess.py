@@ -86,3 +86,15 @@ def test_ham_two_processes_match_one_process(tmp_path):
         torch.testing.assert_close(ranks[0]["params"][name], value, atol=HAM_TOLERANCE, rtol=0, msg=name)
         moved += int(not torch.allclose(value, torch.zeros_like(value)))
     assert moved > 0, "no trainable parameter is non-zero: the comparison would be vacuous"
+
+
+def test_end_distributed_tears_down_a_started_group_and_is_a_no_op_without_one(tmp_path):
+    import torch.distributed as dist
+
+    from moalign.trainers.run import end_distributed
+
+    end_distributed()  # no group: nothing to do, no error
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    end_distributed()
+    assert not dist.is_initialized()

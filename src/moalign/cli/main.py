@@ -150,11 +150,12 @@ def _train(argv: list[str]) -> int:
             lines.insert(0, f"moalign train: unknown method {argv[0]!r}")
         print("\n".join(lines), file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    from moalign.trainers.run import train_method
+    from moalign.trainers.run import end_distributed, train_method
 
     name = argv[0]
     config = parse_config(methods[name].config_class, argv[1:], f"moalign train {name}")
     train_method(name, config)
+    end_distributed()  # under torchrun: every rank leaves the group before exit
     return 0
 
 

@@ -153,6 +153,20 @@ def train_method(name: str, config: MultiObjectiveConfig, base_model: Any = None
     return trainer
 
 
+def end_distributed() -> None:
+    """Wait for every process, then tear down the process group, if one was started (``torchrun``).
+
+    Without this, the group's communication threads are destroyed by the interpreter's exit; on a loaded machine
+    that can abort a rank ("terminate called without an active exception") after its work is saved. A no-op in a
+    single process.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def train_mopo(config: Any) -> Any:
     """Train MOPO (``train_method("mopo", config)``)."""
     return train_method("mopo", config)
