@@ -31,7 +31,8 @@ def _config(tiny: Path, out: Path, methods: list[str]) -> CompareConfig:
                          reward_functions=REWARDS, num_train_prompts=6, num_validation_prompts=2, num_test_prompts=4,
                          responses_per_prompt=2, sample_max_new_tokens=4, eval_max_new_tokens=4, steering_steps=2,
                          budget=900, bootstrap_samples=50, modpo_weights=[0.8, 0.2], batch_size=2, lora_r=4,
-                         use_chat_template=False, progress=False, curve_fractions=[0.5])
+                         use_chat_template=False, progress=False, curve_fractions=[0.5],
+                         curve_steering_steps=1)  # the curves on the grid's corners: a coarser grid than the final
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +72,19 @@ def test_learning_curves_at_every_fraction(three):
     result, out, _ = three
     written = json.loads((out / "compare.json").read_text())
     curves = written["learning_curves"]
+    corners = {(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)}
     for name, rows in curves["methods"].items():
         assert [r["fraction"] for r in rows] == [0.5, 1.0], name
         final = written["methods"][name]
-        np.testing.assert_allclose(rows[-1]["points"], final["points"])  # fraction 1 is the final model
+        # on the curves' grid: the grid's methods keep their corner weights, the others all their policies
+        kept = [i for i, p in enumerate(final["policies"])
+                if name not in ("mopo", "odpo_soups") or tuple(p["weights"]) in corners]
+        assert len(kept) == (3 if name in ("mopo", "odpo_soups") else len(final["policies"])), name
+        assert rows[0]["policies"] == rows[-1]["policies"] == len(kept), name
+        # fraction 1 is the final model's evaluation of those policies
+        np.testing.assert_allclose(rows[-1]["points"], np.asarray(final["points"])[kept])
         assert rows[-1]["tokens"] == final["budget"]["tokens"] and rows[0]["tokens"] < rows[-1]["tokens"]
-        above = sum(bool(p["beats_base_on"]) for p in final["policies"])
+        above = sum(bool(final["policies"][i]["beats_base_on"]) for i in kept)
         assert rows[-1]["policies_above_base"] == above
         ref = np.asarray(curves["reference_point"])
         for r in rows:
@@ -109,11 +117,15 @@ def test_checkpoint_curve_equals_direct_evaluation_of_the_checkpoint(three):
     written = json.loads((out / "compare.json").read_text())
     prompts = written["test_prompts"]
     curve = {n: np.load(out / "methods" / n / "curve" / "f0.5" / "scores.npy") for n in ("mopo", "odpo_soups")}
+    curve_weights = {n: [p["weights"] for p in json.loads((out / "methods" / n / "curve" / "f0.5" /
+                                                            "policies.json").read_text())["policies"]]
+                     for n in curve}
+    assert sorted(map(tuple, curve_weights["mopo"])) == [(0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)]
 
     [run] = written["methods"]["mopo"]["budget"]["per_run"]
     checkpoint = run["checkpoints"]["0.5"]["path"]
     assert Path(checkpoint).name.startswith("checkpoint-") and run["checkpoints"]["0.5"]["step"] < run["steps"]
-    weights = [p["weights"] for p in written["methods"]["mopo"]["policies"]]
+    weights = curve_weights["mopo"]
     model = MultiHeadCausalLM.from_pretrained(checkpoint, base_model=load_base_model(str(tiny)), is_trainable=False)
     divergence = DemoConfig().steering_divergence
     direct = _direct(model, [Policy.steered(w, divergence=divergence) for w in weights], prompts, tiny)
@@ -122,7 +134,7 @@ def test_checkpoint_curve_equals_direct_evaluation_of_the_checkpoint(three):
     runs = written["methods"]["odpo_soups"]["budget"]["per_run"]
     specialists = [r["checkpoints"]["0.5"]["path"] for r in runs]  # in objective order, as trained
     soup = SoupModel(load_base_model(str(tiny)), specialists, objectives=written["objectives"])
-    weights = [p["weights"] for p in written["methods"]["odpo_soups"]["policies"]]
+    weights = curve_weights["odpo_soups"]
     direct = _direct(soup, [Policy.weighted(w) for w in weights], prompts, tiny)
     np.testing.assert_allclose(curve["odpo_soups"], direct)
     # the checkpoint is mid-training, not the final model: its adapter weights differ from the final ones
@@ -147,3 +159,43 @@ def test_every_method_runs_three_objectives(tmp_path):
     for name, m in result["methods"].items():
         assert np.asarray(m["points"]).shape[1] == 3, name
         assert m["hv"]["hv"] == pytest.approx(moocore.hypervolume(np.asarray(m["points"]), ref=ref, maximise=True))
+
+
+def test_curves_read_a_finer_cached_checkpoint_evaluation_on_their_grid_without_evaluating(three):
+    """A cached checkpoint evaluation on a finer grid (here rewritten as if made on the final grid: 2 steps, 6
+    policies, distinct scores by row) is read on the curves' grid (the corners) by policy name; the evaluation is
+    never called."""
+    from moalign.experiments.compare_curves import checkpoint_scores
+
+    _, out, tiny = three
+    written = json.loads((out / "compare.json").read_text())
+    record = written["methods"]["mopo"]
+    folder = out / "methods" / "mopo" / "curve" / "f0.5"
+    fine_rows = [{"name": p["name"], "weights": p["weights"]} for p in record["policies"]]  # the 6-weight grid
+    fine_scores = np.arange(len(fine_rows) * 4 * 3, dtype=float).reshape(len(fine_rows), 4, 3)
+    saved = (folder / "policies.json").read_text(), np.load(folder / "scores.npy")
+    try:
+        (folder / "policies.json").write_text(json.dumps({"settings": {"steering_steps": 2, "eval_max_new_tokens": 4},
+                                                          "policies": fine_rows}))
+        np.save(folder / "scores.npy", fine_scores)
+
+        def never(groups):
+            raise AssertionError("evaluated although a finer cached evaluation covers the grid")
+
+        rows, scores = checkpoint_scores("mopo", _config(tiny, out, ["mopo"]), record, 0.5, 3,
+                                         out / "methods" / "mopo", never)
+        picked = [i for i, r in enumerate(fine_rows) if max(r["weights"]) == 1.0]
+        assert [r["name"] for r in rows] == [fine_rows[i]["name"] for i in picked]
+        np.testing.assert_array_equal(scores, fine_scores[picked])
+    finally:
+        (folder / "policies.json").write_text(saved[0])
+        np.save(folder / "scores.npy", saved[1])
+
+
+def test_curve_grid_must_divide_the_steering_grid_and_defaults_to_half_an_even_grid(tmp_path):
+    with pytest.raises(ValueError, match="curve_steering_steps must divide steering_steps"):
+        CompareConfig(task="demo", out=str(tmp_path), steering_steps=10, curve_steering_steps=3)
+    grids = {steps: CompareConfig(task="demo", out=str(tmp_path), steering_steps=steps).resolved_curve_steering_steps()
+             for steps in (1, 2, 3, 4, 10)}
+    assert grids == {1: 1, 2: 2, 3: 3, 4: 2, 10: 5}
+    assert CompareConfig(task="demo", out=str(tmp_path), curve_steering_steps=10).resolved_curve_steering_steps() == 10

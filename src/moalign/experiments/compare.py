@@ -93,6 +93,12 @@ class CompareConfig:
     curve_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5], metadata={
         "help": "Demo: fractions of the budget (< 1) at which every training run saves a checkpoint; the learning "
                 "curves evaluate them and the final model (fraction 1) on the test prompts (empty: no curves)."})
+    curve_steering_steps: int | None = field(default=None, metadata={
+        "help": "Demo: weight grid of the learning curves; must divide steering_steps, so its weights are among the "
+                "final evaluation's, whose policies of the same weights give the curve's fraction 1. Default: half "
+                "of steering_steps when it is even and >= 4 (10 -> 5: the 6 weights (0,1), (0.2,0.8), ..., (1,0)), "
+                "else steering_steps. Methods with a fixed set of policies (HaM, SCA, MODPO) keep them all. Half "
+                "the grid halves the checkpoints' evaluation, the largest cost after training."})
     tune: bool = field(default=False, metadata={
         "help": "Demo: first tune every method (tune_trials trials over its registered grid, each scored by HV on the "
                 "validation prompts at tune_fraction of the budget; moalign.experiments.compare_tuning), write "
@@ -129,9 +135,20 @@ class CompareConfig:
             raise ValueError(f"budget_tolerance must be in (0, 1), got {self.budget_tolerance}")
         if self.budget is not None and self.budget < 1:
             raise ValueError(f"budget must be >= 1, got {self.budget}")
+        if self.curve_steering_steps is not None and (
+                self.curve_steering_steps < 1 or self.steering_steps % self.curve_steering_steps):
+            raise ValueError(f"curve_steering_steps must divide steering_steps ({self.steering_steps}) so that the "
+                             f"curves' weights are among the final evaluation's, got {self.curve_steering_steps}")
         if self.tune_trials < 1 or not 0 < self.tune_fraction <= 1:
             raise ValueError(f"need tune_trials >= 1 and 0 < tune_fraction <= 1, got {self.tune_trials}, "
                              f"{self.tune_fraction}")
+
+    def resolved_curve_steering_steps(self) -> int:
+        """The learning curves' weight grid: ``curve_steering_steps``, else half an even grid of >= 4 steps."""
+        if self.curve_steering_steps is not None:
+            return self.curve_steering_steps
+        return self.steering_steps // 2 if self.steering_steps >= 4 and self.steering_steps % 2 == 0 \
+            else self.steering_steps
 
     def resolved_budget(self) -> int:
         if self.budget is not None:
@@ -184,8 +201,8 @@ class CompareState:
 #: settings that do not change what a method's training or evaluation produces (bootstrap and reference: the
 #: report only, recomputed on every run; curve_fractions: checkpoints saved on the way, the training is the same;
 #: the tuning options: what they decide is recorded as the resolved per-method settings, "tuned")
-_NOT_DECISIVE = {"out", "methods", "progress", "bootstrap_samples", "reference_margin", "curve_fractions", "tune",
-                 "tune_trials", "tune_fraction", "tuned_settings"}
+_NOT_DECISIVE = {"out", "methods", "progress", "bootstrap_samples", "reference_margin", "curve_fractions",
+                 "curve_steering_steps", "tune", "tune_trials", "tune_fraction", "tuned_settings"}
 #: demo settings that change only the evaluation: finished methods are re-evaluated, not retrained
 REEVALUATE = {"steering_steps", "eval_max_new_tokens"}
 #: what a comparison made before a setting existed did (runs before the precision setting ran in float32; the

@@ -3,8 +3,11 @@
 Every training run of a method saves a checkpoint when its tokens reach each ``curve_fractions`` share of its
 budget (:func:`moalign.experiments.compare_budget.metered`); the final model is fraction 1. Nothing is
 retrained: the method's model *at fraction f* is assembled from its runs' checkpoints at f
-(:func:`snapshot_folder`) and evaluated exactly as the final model (same policies, test prompts, greedy
-settings, scorers: :func:`moalign.experiments.compare_demo.evaluate_method`).
+(:func:`snapshot_folder`) and evaluated exactly as the final model (same test prompts, greedy settings, scorers:
+:func:`moalign.experiments.compare_demo.evaluate_method`), on the curves' weight grid (``curve_steering_steps``,
+by default every other weight of the final grid: the checkpoints' evaluation is the largest cost after training).
+Fraction 1 is the final evaluation's policies of the same weights, so every point of a curve has the same
+policies.
 
 At each fraction the curve reports the hypervolume of the method's policy means, the number of policies whose
 paired bootstrap interval of the difference to the base model lies above 0 on at least one objective, and the
@@ -103,23 +106,57 @@ def fraction_tokens(record: dict[str, Any], fraction: float) -> int | None:
     return None if any(m is None for m in marks) else int(sum(m["tokens"] for m in marks))
 
 
+def curve_config(cfg: Any) -> Any:
+    """``cfg`` with the learning curves' weight grid (``curve_steering_steps``) as its steering grid."""
+    from dataclasses import replace
+
+    steps = cfg.resolved_curve_steering_steps()
+    return cfg if steps == cfg.steering_steps else replace(cfg, steering_steps=steps)
+
+
+def curve_policy_names(method: str, cfg: Any, record: dict[str, Any], num_objectives: int) -> list[str]:
+    """Names of the method's policies on the curves' grid, in evaluation order (no model is loaded)."""
+    from moalign.experiments.compare_demo import method_policies
+
+    groups = method_policies(method, curve_config(cfg), record, num_objectives)
+    return [policy.name for _, entries in groups for policy, _, _ in entries]
+
+
+def select_policies(rows: list[dict], scores: np.ndarray, names: Sequence[str]) -> tuple[list[dict], np.ndarray]:
+    """The rows (and score rows) of the policies ``names``, in that order: a finer grid's evaluation read on a
+    coarser grid. Every name must be there (the coarse grid divides the fine one)."""
+    index = {row["name"]: i for i, row in enumerate(rows)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise ValueError(f"the evaluation has no policies {missing}: curve_steering_steps must divide steering_steps")
+    picked = [index[n] for n in names]
+    return [rows[i] for i in picked], np.asarray(scores)[picked]
+
+
 def checkpoint_scores(method: str, cfg: Any, record: dict[str, Any], fraction: float, num_objectives: int,
                       mdir: Path, evaluate: Any) -> tuple[list[dict], np.ndarray] | None:
-    """The method's policies at ``fraction`` evaluated by ``evaluate(groups)`` (cached in ``mdir/curve``).
+    """The method's policies on the curves' grid at ``fraction``, evaluated by ``evaluate(groups)`` (cached in
+    ``mdir/curve``).
 
-    The cache holds the evaluation settings; a change of steering grid or evaluation length redoes it.
+    The cache holds the evaluation settings: an evaluation on a grid the curves' grid divides is read on the
+    curves' grid; another grid or evaluation length redoes it.
     """
     from moalign.experiments.compare_demo import method_policies
 
+    curve_cfg = curve_config(cfg)
     folder = mdir / CURVE_DIR / f"f{fraction:g}"
-    key = {"steering_steps": cfg.steering_steps, "eval_max_new_tokens": cfg.eval_max_new_tokens}
+    key = {"steering_steps": curve_cfg.steering_steps, "eval_max_new_tokens": cfg.eval_max_new_tokens}
     cached = folder / "policies.json"
-    if cached.exists() and json.loads(cached.read_text())["settings"] == key:
-        return json.loads(cached.read_text())["policies"], np.load(folder / "scores.npy")
+    if cached.exists():
+        made = json.loads(cached.read_text())
+        if made["settings"]["eval_max_new_tokens"] == key["eval_max_new_tokens"] \
+                and made["settings"]["steering_steps"] % key["steering_steps"] == 0:
+            return select_policies(made["policies"], np.load(folder / "scores.npy"),
+                                   curve_policy_names(method, cfg, record, num_objectives))
     snap = snapshot_record(record, fraction, folder / "models")
     if snap is None:
         return None
-    rows, scores = evaluate(method_policies(method, cfg, snap, num_objectives))
+    rows, scores = evaluate(method_policies(method, curve_cfg, snap, num_objectives))
     np.save(folder / "scores.npy", scores)
     cached.write_text(json.dumps({"settings": key, "policies": rows}))
     return rows, scores
@@ -127,10 +164,13 @@ def checkpoint_scores(method: str, cfg: Any, record: dict[str, Any], fraction: f
 
 def curve_points(method: str, cfg: Any, record: dict[str, Any], final_scores: np.ndarray, num_objectives: int,
                  mdir: Path, evaluate: Any) -> dict[float, dict[str, Any]]:
-    """One trained method's curve: fraction -> ``{"scores", "policies", "tokens"}``, the final model (``record``'s
-    evaluated ``policies`` and ``final_scores``) as 1 and every ``cfg.curve_fractions`` checkpoint evaluated by
-    :func:`checkpoint_scores` (cached in ``mdir/curve``); a fraction without checkpoints is left out."""
-    points = {1.0: {"scores": final_scores, "policies": record["policies"], "tokens": record["budget"]["tokens"]}}
+    """One trained method's curve: fraction -> ``{"scores", "policies", "tokens"}``, on the curves' grid
+    (``curve_steering_steps``): the final model's evaluated policies of that grid (``record``'s ``policies`` and
+    ``final_scores``) as 1 and every ``cfg.curve_fractions`` checkpoint evaluated by :func:`checkpoint_scores`
+    (cached in ``mdir/curve``); a fraction without checkpoints is left out."""
+    names = curve_policy_names(method, cfg, record, num_objectives)
+    final_rows, final = select_policies(record["policies"], final_scores, names)
+    points = {1.0: {"scores": final, "policies": final_rows, "tokens": record["budget"]["tokens"]}}
     for fraction in cfg.curve_fractions:
         got = checkpoint_scores(method, cfg, record, fraction, num_objectives, mdir, evaluate)
         if got is not None:

@@ -66,8 +66,8 @@ KEY_FILE = "key.json"
 #: CompareConfig fields every variant shares with the base: they fix the validation prompts (seed and split
 #: sizes), the scorers, the base model and its evaluation, and so the study's one reference point
 SHARED_FIELDS = frozenset({"task", "model_name_or_path", "reward_functions", "num_validation_prompts",
-                           "eval_max_new_tokens", "steering_steps", "seed", "precision", "use_chat_template",
-                           "generation_batch_size", "bootstrap_samples", "reference_margin", "quick", "progress"})
+                           "eval_max_new_tokens", "steering_steps", "curve_steering_steps", "seed", "precision",
+                           "use_chat_template", "generation_batch_size", "bootstrap_samples", "reference_margin", "quick", "progress"})
 #: CompareConfig fields a study does not take: the output folder is --out; the methods are the variants'; tuning
 #: picks settings on the same validation prompts, so a study names its settings instead
 NOT_IN_STUDY = frozenset({"out", "methods", "tune", "tune_trials", "tune_fraction", "tuned_settings"})
@@ -76,7 +76,7 @@ RECIPE_FIELDS = ("model_name_or_path", "reward_functions", "num_train_prompts", 
                  "num_test_prompts", "responses_per_prompt", "sample_max_new_tokens", "sample_temperature",
                  "generation_batch_size", "seed", "precision")
 #: settings that only shape the report (recomputed on every call): not part of a variant's key
-_REPORT_ONLY = {"out", "progress", "bootstrap_samples", "reference_margin"}
+_REPORT_ONLY = {"out", "progress", "bootstrap_samples", "reference_margin", "curve_steering_steps"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
