@@ -67,3 +67,40 @@ def test_train_p_morl_through_the_cli(tmp_path):
         original, weights = parse_conditioned_prompt(row["prompt"])
         assert original == row["original_prompt"] and weights == pytest.approx(row["weights"])
         assert sum(row["weights"]) == pytest.approx(1) and all(round(w * 10) == w * 10 for w in row["weights"])
+
+
+def test_normalizer_is_the_min_max_of_the_initial_policys_samples(tmp_path):
+    """fit_normalizer against samples drawn one prompt at a time by plain ``generate``: at a temperature this low
+    sampling is greedy, so both draw the same completions; the statistics are their rewards' min and range."""
+    import torch
+
+    from moalign.methods.p_morl.config import PMORLConfig
+    from moalign.methods.p_morl.trainer import PMORLTrainer
+    from moalign.models.loading import load_base_model
+    from moalign.trainers.run import load_training_data
+
+    tiny = save_tiny_model(tmp_path / "tiny")
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in ["hello you", "tell a long story",
+                                                                               "why"]])
+    args = PMORLConfig(output_dir=str(tmp_path / "x"), model_name_or_path=str(tiny), reward_functions=REWARDS,
+                       dataset_path=str(prompts), weights_per_prompt=1, normalization_prompts=3, num_generations=2,
+                       max_completion_length=5, temperature=1e-4, use_chat_template=False, use_cpu=True,
+                       report_to=[], precision="fp32")
+    tokenizer = make_tiny_tokenizer()
+    trainer = PMORLTrainer(args=args, train_dataset=load_training_data(args, "prompts"), processing_class=tokenizer)
+    normalizer = trainer.fit_normalizer()
+
+    model = load_base_model(str(tiny)).eval()
+    originals, completions = [], []
+    for row in trainer.dataset:
+        ids = tokenizer(row["prompt"], return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**ids, do_sample=False, max_new_tokens=5, pad_token_id=tokenizer.eos_token_id)
+        text = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        originals += [row["original_prompt"]] * 2
+        completions += [text] * 2
+    raw = np.array([[r(prompts=[p], completions=[c])[0] for r in trainer.rewards]
+                    for p, c in zip(originals, completions)])
+    low, spread = raw.min(0), raw.max(0) - raw.min(0)
+    expected = np.where(spread > 0, spread, 1.0)
+    np.testing.assert_allclose(normalizer.transform(raw), (raw - low) / expected)

@@ -96,30 +96,27 @@ class PMORLTrainer:
         return Dataset.from_list(rows)
 
     def fit_normalizer(self) -> RewardNormalizer | None:
-        """Min-max statistics of the initial policy's samples on the first conditioned prompts (or None)."""
+        """Min-max statistics of the initial policy's samples on the first conditioned prompts (or None).
+
+        ``num_generations`` samples per prompt, as GRPO draws them, generated in batches of prompts (one prompt at
+        a time made this a sizeable share of a short run's time).
+        """
         if self.args.reward_normalization == "none":
             return None
-        import torch
-
-        from moalign.data.prompts import render_prompt
+        from moalign.eval.generate import GenerationSettings, generate_completions
+        from moalign.eval.policies import Policy
         from moalign.models.loading import load_base_model
-        from moalign.precision import generation_autocast
 
         model = load_base_model(self.args.model_name_or_path).eval()
         rows = self.dataset.select(range(min(self.args.normalization_prompts, len(self.dataset))))
-        originals, completions = [], []
-        torch.manual_seed(self.args.seed)
-        for row in rows:
-            text = render_prompt(self.tokenizer, row["prompt"], self.conditioning.as_chat)
-            ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)
-            with torch.no_grad(), generation_autocast(self.args.compute_precision, model, model.device):
-                out = model.generate(**ids, do_sample=True, temperature=self.args.temperature, top_p=self.args.top_p,
-                                     top_k=0, max_new_tokens=self.args.max_completion_length,
-                                     num_return_sequences=self.args.num_generations,
-                                     pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-            texts = self.tokenizer.batch_decode(out[:, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-            originals += [row["original_prompt"]] * len(texts)
-            completions += texts
+        repeat = self.args.num_generations
+        prompts = [row["prompt"] for row in rows for _ in range(repeat)]
+        originals = [row["original_prompt"] for row in rows for _ in range(repeat)]
+        settings = GenerationSettings(max_new_tokens=self.args.max_completion_length, do_sample=True,
+                                      temperature=self.args.temperature, top_p=self.args.top_p, seed=self.args.seed,
+                                      batch_size=64, use_chat_template=self.conditioning.as_chat, progress=False,
+                                      precision=self.args.compute_precision)
+        completions = generate_completions(model, self.tokenizer, prompts, Policy.as_is("initial policy"), settings)
         scores = WeightedSumReward(self.rewards).scores(originals, completions)
         # MO-ODPO's rule: an objective constant on these first samples gets range 1 (core.normalization)
         return RewardNormalizer("minmax", self.objectives).fit(scores, zero_spread="unit")
