@@ -18,6 +18,7 @@ path / plain; ``--json`` writes everything.
 
     .venv/bin/python benchmarks/bench_generation.py                       # fp32 and bf16, batch 8 16 32 64
     .venv/bin/python benchmarks/bench_generation.py --batch-sizes 32 --static --compile
+    .venv/bin/python benchmarks/bench_generation.py --paths eval --merge-lora off on   # LoRA merged or not
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_harness import new_tokens, setup_process  # noqa: E402
 
-from moalign.precision import precision_autocast  # noqa: E402
+from moalign.precision import MERGE_LORA_ENV, precision_autocast  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     p.add_argument("--paths", nargs="+", default=["eval", "sample"], choices=["eval", "sample"])
+    p.add_argument("--merge-lora", nargs="+", default=["on"], choices=["off", "on"],
+                   help="moalign paths with generation's LoRA merging on / off (MOALIGN_MERGE_LORA); the plain "
+                        "peer has no adapter either way.")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--static", action="store_true", help="Also time plain generate with a static KV cache.")
@@ -134,21 +138,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             texts = prompts(batch)
             enc, pad = encode(tokenizer, texts)
             time_plain(base, enc, pad, stop, cli, precision, False)  # warm-up
-            for path in cli.paths:
+            for path, merge in [(p, m) for p in cli.paths for m in cli.merge_lora]:
                 sample = path == "sample"
                 model, policy = (multihead, steer) if path == "eval" else (base, Policy.as_is("base"))
                 plain_rates, path_rates = [], []
+                os.environ[MERGE_LORA_ENV] = "1" if merge == "on" else "0"
                 for _ in range(cli.rounds):
                     s, n = time_plain(base, enc, pad, stop, cli, precision, sample)
                     plain_rates.append(n / s)
                     s, n = time_path(model, tokenizer, texts, policy, cli, precision, sample)
                     path_rates.append(n / s)
-                row = {"path": path, "precision": precision, "batch": batch,
+                del os.environ[MERGE_LORA_ENV]
+                row = {"path": path, "merge_lora": merge, "precision": precision, "batch": batch,
                        "plain_tok_s": statistics.median(plain_rates), "path_tok_s": statistics.median(path_rates)}
                 row["ratio"] = row["path_tok_s"] / row["plain_tok_s"]
                 rows.append(row)
-                print(f"{path:7s} {precision} batch {batch:3d}: plain {row['plain_tok_s']:7.1f} tok/s, "
-                      f"moalign {row['path_tok_s']:7.1f} tok/s, ratio {row['ratio']:.2f}", flush=True)
+                print(f"{path:7s} merge {merge:3s} {precision} batch {batch:3d}: plain {row['plain_tok_s']:7.1f} "
+                      f"tok/s, moalign {row['path_tok_s']:7.1f} tok/s, ratio {row['ratio']:.2f}", flush=True)
             if cli.static:
                 for compiled in ([False, True] if cli.compile else [False]):
                     target = base

@@ -9,7 +9,8 @@ calls, every log-prob pass (the no-grad reference / old-policy passes and the lo
 same PEFT model (eval mode, same sampling settings) on the same number of rows per call: the in-trainer
 tokens/s over the plain tokens/s is the ratio printed.
 
-    .venv/bin/python benchmarks/bench_grpo_generation.py                      # 8 steps, 1 and 4 steps/generation
+    .venv/bin/python benchmarks/bench_grpo_generation.py                      # 8 steps, 1 and 4 steps/generation,
+                                                                              # LoRA merged while sampling or not
     .venv/bin/python benchmarks/bench_grpo_generation.py --steps 4 --steps-per-generation 1 2
 """
 
@@ -29,6 +30,8 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_harness import new_tokens, setup_process  # noqa: E402
 
+from moalign.precision import MERGE_LORA_ENV  # noqa: E402
+
 PHASES = {"_generate_single_turn": "sampling", "_calculate_rewards": "rewards",
           "_get_per_token_logps_and_entropies": "log-prob passes", "_prepare_inputs": "prepare_inputs (all)",
           "training_step": "training_step (all)"}
@@ -38,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=8, help="Optimizer steps per run (a multiple of every s).")
     p.add_argument("--steps-per-generation", type=int, nargs="+", default=[1, 4])
+    p.add_argument("--merge-lora", nargs="+", default=["off", "on"], choices=["off", "on"],
+                   help="Generation's LoRA merging (MOALIGN_MERGE_LORA) per run; the plain peer never merges.")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tiny", action="store_true", help="A tiny random model (smoke run; no SmolLM2).")
@@ -93,7 +98,8 @@ class PhaseClock:
 
 def plain_tokens_per_s(model: Any, tokenizer: Any, prompts: list[str], rows: int, max_new_tokens: int,
                        precision: str, rounds: int = 2) -> float:
-    """Plain ``generate`` of the PEFT model in eval mode, ``rows`` completions per call, sampled at T = 1."""
+    """Plain ``generate`` of the PEFT model in eval mode, ``rows`` completions per call, sampled at T = 1; the
+    LoRA layers computed by PEFT (never merged), so the peer is the same for every run."""
     from moalign.eval.generate import model_device, render_prompts, stop_token_ids
     from moalign.precision import generation_autocast
 
@@ -106,7 +112,7 @@ def plain_tokens_per_s(model: Any, tokenizer: Any, prompts: list[str], rows: int
     model.eval()
     best = 0.0
     try:
-        with torch.no_grad(), generation_autocast(precision, model, device):
+        with torch.no_grad(), generation_autocast(precision, model, device, merge_lora=False):
             for _ in range(rounds):
                 start = time.perf_counter()
                 out = model.generate(**enc.to(device), do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
@@ -118,7 +124,8 @@ def plain_tokens_per_s(model: Any, tokenizer: Any, prompts: list[str], rows: int
     return best
 
 
-def run_once(cli: argparse.Namespace, steps_per_generation: int, workdir: Path) -> dict[str, Any]:
+def run_once(cli: argparse.Namespace, steps_per_generation: int, merge: str, workdir: Path, index: int
+             ) -> dict[str, Any]:
     from moalign.experiments.compare import CompareConfig
     from moalign.experiments.compare_demo import method_args
     from moalign.experiments.compare_prompts import DemoPromptSource
@@ -137,23 +144,26 @@ def run_once(cli: argparse.Namespace, steps_per_generation: int, workdir: Path) 
     prompts = DemoPromptSource(config).train()
     prompt_file = workdir / "prompts.jsonl"
     prompt_file.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
-    args = method_args("p_morl", config, {"prompts": str(prompt_file)}, workdir / f"spg{steps_per_generation}")
+    args = method_args("p_morl", config, {"prompts": str(prompt_file)},
+                       workdir / f"run{index}_spg{steps_per_generation}_{merge}")  # a fresh run, never resumed
     args.max_steps = cli.steps
     args.steps_per_generation = steps_per_generation
     clock = PhaseClock()
+    os.environ[MERGE_LORA_ENV] = "1" if merge == "on" else "0"
     try:
         start = time.perf_counter()
         train_method("p_morl", args)
         total = time.perf_counter() - start
     finally:
         clock.restore()
+        del os.environ[MERGE_LORA_ENV]
     trainer = clock.trainer
     rows = max(clock.sampling_rows)
     sampling_s = clock.seconds["sampling"]
     in_trainer = clock.sampled_tokens / sampling_s
     plain = plain_tokens_per_s(trainer.model, trainer.processing_class, prompts, rows, args.max_completion_length,
                                resolve_precision(cli.precision, torch.device("cpu")))
-    return {"steps_per_generation": steps_per_generation, "steps": cli.steps, "run_s": total,
+    return {"steps_per_generation": steps_per_generation, "merge_lora": merge, "steps": cli.steps, "run_s": total,
             "per_step_s": clock.seconds["training_step (all)"] / cli.steps,
             "phases_s": dict(clock.seconds), "rows_per_generate": rows, "sampled_tokens": clock.sampled_tokens,
             "in_trainer_tok_s": in_trainer, "plain_tok_s": plain, "sampling_vs_plain": in_trainer / plain}
@@ -167,12 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for s in cli.steps_per_generation:
-            results.append(run_once(cli, s, Path(tmp)))
+            for merge in cli.merge_lora:
+                results.append(run_once(cli, s, merge, Path(tmp), len(results)))
     first = results[0]
-    print(f"{'steps/gen':>9} {'rows/gen':>8} {'s/step':>7} {'vs first':>8} {'sampling s':>10} {'log-prob s':>10} "
+    print(f"{'steps/gen':>9} {'merge':>5} {'rows/gen':>8} {'s/step':>7} {'vs first':>8} {'sampling s':>10} {'log-prob s':>10} "
           f"{'in-trainer tok/s':>16} {'plain tok/s':>11} {'ratio':>6}")
     for r in results:
-        print(f"{r['steps_per_generation']:>9} {r['rows_per_generate']:>8} {r['per_step_s']:>7.2f} "
+        print(f"{r['steps_per_generation']:>9} {r['merge_lora']:>5} {r['rows_per_generate']:>8} {r['per_step_s']:>7.2f} "
               f"{first['per_step_s'] / r['per_step_s']:>7.2f}x {r['phases_s']['sampling']:>10.1f} "
               f"{r['phases_s']['log-prob passes']:>10.1f} {r['in_trainer_tok_s']:>16.1f} {r['plain_tok_s']:>11.1f} "
               f"{r['sampling_vs_plain']:>5.2f}x")
