@@ -45,6 +45,8 @@ def test_each_layer_computes_the_merged_product_and_the_stored_weights_stay():
     assert "forward" not in vars(layer)  # the class's forward is back
     with torch.no_grad():
         torch.testing.assert_close(layer(x), unmerged, rtol=0, atol=0)
+    with model.disable_adapter(), merged_lora(model) as merged_off:
+        assert merged_off == 0  # entered with the adapter off (a base-model policy): nothing to merge
 
 
 def test_bf16_merged_weight_and_dora_layers_left_alone():

@@ -27,13 +27,14 @@ import torch.nn.functional as F
 
 
 def _mergeable(module: Any) -> bool:
-    """A PEFT LoRA ``Linear`` computing vanilla LoRA (no DoRA or other variant), not merged in place."""
+    """A PEFT LoRA ``Linear`` computing vanilla LoRA (no DoRA or other variant) with its adapter on, not merged in
+    place."""
     try:
         from peft.tuners.lora.layer import Linear as LoraLinear
     except ImportError:  # pragma: no cover - peft is a dependency
         return False
-    if not isinstance(module, LoraLinear) or module.merged:
-        return False
+    if not isinstance(module, LoraLinear) or module.merged or module.disable_adapters:
+        return False  # merged in place already, or the adapter is off for this context (a reference pass)
     active = [a for a in module.active_adapters if a in module.lora_A]
     return bool(active) and not any(a in getattr(module, "lora_variant", {}) for a in active) \
         and not getattr(module, "fan_in_fan_out", False)
