@@ -270,9 +270,13 @@ def learning_curves(cfg: Any, state: Any, methods: list[str], objectives: list[s
     """
     if not cfg.curve_fractions:
         return None
+    from moalign.experiments.compare import log
+
     out = Path(cfg.out)
     points: dict[str, dict[float, dict[str, Any]]] = {}
-    for method in methods:
+    for i, method in enumerate(methods, 1):
+        log(cfg, f"learning curves {i}/{len(methods)} {method}: checkpoints at {list(cfg.curve_fractions)} of the "
+                 f"budget, weight grid of {cfg.resolved_curve_steering_steps()} steps ...")
         rec = state.done(method)
         points[method] = curve_points(method, cfg, rec, np.load(rec["scores"]), len(objectives),
                                       out / "methods" / method, evaluate)
