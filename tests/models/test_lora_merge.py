@@ -108,3 +108,25 @@ def test_merge_default_reads_the_environment_and_refuses_other_values(monkeypatc
     monkeypatch.setenv(MERGE_LORA_ENV, "yes")
     with pytest.raises(ValueError, match="MOALIGN_MERGE_LORA must be 1 or 0"):
         merge_lora_default(torch.device("cpu"))
+
+
+def test_merged_weight_is_reused_until_a_source_weight_changes():
+    model, _ = _adapted()
+    layer = model.base_model.model.model.layers[1].self_attn.v_proj
+    x = torch.randn(2, layer.in_features, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        with merged_lora(model):
+            first = layer(x)
+        cached = vars(layer)["_moalign_merged_weight"][1]
+        with merged_lora(model):
+            assert vars(layer)["_moalign_merged_weight"][1] is cached  # nothing changed: made once
+        layer.lora_B["default"].weight.mul_(2.0)  # an in-place update, as an optimizer step makes
+        with merged_lora(model):
+            second = layer(x)
+            assert vars(layer)["_moalign_merged_weight"][1] is not cached
+        with merged_lora(model, torch.bfloat16):  # another dtype: another merged weight
+            assert vars(layer)["_moalign_merged_weight"][1].dtype == torch.bfloat16
+    a, b = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    expected = x @ (layer.base_layer.weight + layer.scaling["default"] * b @ a).T
+    torch.testing.assert_close(second, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(first, second)

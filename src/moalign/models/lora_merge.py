@@ -56,14 +56,53 @@ def _merged_forward(module: Any, weight: torch.Tensor, original: Any) -> Any:
     return forward
 
 
+#: attribute of a LoRA layer holding its last merged weight and what it was made from
+_CACHE = "_moalign_merged_weight"
+
+
+def _sources(module: Any, dtype: torch.dtype) -> tuple:
+    """What a merged weight is made from: the parameter objects themselves with their in-place version counters
+    (an optimizer step or a loaded state bumps them), the scalings and the dtype."""
+    tensors = [module.base_layer.weight]
+    scalings = []
+    for adapter in module.active_adapters:
+        if adapter in module.lora_A:
+            tensors += [module.lora_A[adapter].weight, module.lora_B[adapter].weight]
+            scalings.append((adapter, module.scaling[adapter]))
+    return tuple(tensors), tuple(t._version for t in tensors), tuple(scalings), dtype
+
+
+def _merged_weight(module: Any, dtype: torch.dtype) -> torch.Tensor:
+    """``W + sum_a s_a B_a A_a`` in ``dtype``, reused while nothing it is made from has changed.
+
+    Evaluating a model at several weights enters one context per weight; the adapter is the same each time,
+    so its merged weight is made once. The cache holds the source tensors themselves, so a match is by
+    identity, never by a recycled address.
+    """
+    tensors, versions, scalings, _ = key = _sources(module, dtype)
+    cached = getattr(module, _CACHE, None)
+    if cached is not None:
+        (old_tensors, old_versions, old_scalings, old_dtype), weight = cached
+        if len(old_tensors) == len(tensors) and all(a is b for a, b in zip(old_tensors, tensors)) \
+                and (old_versions, old_scalings, old_dtype) == (versions, scalings, dtype):
+            return weight
+    merged = module.base_layer.weight.detach().float().clone()
+    for adapter, _ in scalings:
+        merged += module.get_delta_weight(adapter).float()
+    weight = merged.to(dtype)
+    setattr(module, _CACHE, (key, weight))
+    return weight
+
+
 @contextlib.contextmanager
 def merged_lora(model: Any, dtype: torch.dtype | None = None) -> Iterator[int]:
     """Within the context, every active vanilla LoRA linear layer of ``model`` computes ``x (W + s B A)^T``
-    with the merged weight computed once, in ``dtype`` (default: the base weight's). Yields the number of
-    layers merged (0: nothing to merge, nothing changed).
+    with the merged weight, in ``dtype`` (default: the base weight's). Yields the number of layers merged
+    (0: nothing to merge, nothing changed).
 
     Meant for passes without grad (generation): the merged weight is a constant. The adapter's weights must
-    not change inside the context.
+    not change inside the context. Each layer keeps its last merged weight for the next context (one copy of
+    the adapted weights stays in memory) and makes it again only when a weight it is made from has changed.
     """
     patched: list[tuple[Any, Any]] = []
     try:
@@ -71,12 +110,7 @@ def merged_lora(model: Any, dtype: torch.dtype | None = None) -> Iterator[int]:
             for module in model.modules():
                 if not _mergeable(module):
                     continue
-                base = module.base_layer.weight
-                merged = base.detach().float().clone()
-                for adapter in module.active_adapters:
-                    if adapter in module.lora_A:
-                        merged += module.get_delta_weight(adapter).float()
-                merged = merged.to(dtype or base.dtype)
+                merged = _merged_weight(module, dtype or module.base_layer.weight.dtype)
                 patched.append((module, module.__dict__.get("forward")))
                 module.forward = _merged_forward(module, merged, module.forward)
         yield len(patched)
