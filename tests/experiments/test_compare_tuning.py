@@ -120,12 +120,20 @@ def test_chosen_setting_is_the_argmax_of_validation_hv(tiny, tmp_path, monkeypat
     spans = [0.2, 0.9, 0.5, 0.1]  # trial 1's points dominate every other trial's
 
     def scripted(method, index, overrides, cfg, paths, tdir, budget, evaluate, k):
+        tdir.mkdir(parents=True, exist_ok=True)  # as a finished trial records its times (the last: made before
+        seconds = {"train_seconds": 10.0 * (index + 1)}  # validation times were recorded)
+        if index < 3:
+            seconds["eval_seconds"] = 1.5
+        (tdir / "trial.json").write_text(json.dumps(seconds))
         return np.full((2, 3, k), spans[index]) + np.array([[[0.0, 0.1]], [[0.1, 0.0]]])
 
     monkeypatch.setattr(compare_tuning, "_trial", scripted)
     result = compare_tuning.run_tuning(config, tmp_path, source=RecordingSource(config))
     m = result["methods"]["sca"]
     assert m["settings"] == compare_tuning.trial_settings("sca", 4)[1]
+    # the tuning's cost is the trials' own times, whichever invocation ran them
+    assert result["trial_seconds"] == {"train": 100.0, "eval": 4.5, "total": 104.5, "eval_unrecorded_trials": 1}
+    assert [t["seconds"] for t in m["trials"]][3] == {"train": 40.0, "eval": None}
     assert [t["validation_hv"] for t in m["trials"]] == pytest.approx(
         [moocore.hypervolume(np.asarray(t["points"]), ref=m["reference_point"], maximise=True) for t in m["trials"]])
 

@@ -94,11 +94,18 @@ def _trial(method: str, index: int, overrides: dict[str, float], cfg: Any, paths
 
     torch.manual_seed(cfg.seed)
     record = compare_demo.train_method_on_budget(method, cfg, paths, tdir, budget, overrides=overrides)
+    start = time.time()
     _, scores = evaluate(compare_demo.method_policies(method, cfg, record, k))
     np.save(tdir / "validation_scores.npy", scores)
     done.write_text(json.dumps({"key": key, "tokens": record["budget"]["tokens"],
-                                "train_seconds": record["train_seconds"]}))
+                                "train_seconds": record["train_seconds"], "eval_seconds": time.time() - start}))
     return scores
+
+
+def trial_seconds(tdir: Path) -> dict[str, float | None]:
+    """A finished trial's training and validation seconds, as it recorded them (None: not recorded)."""
+    made = json.loads((tdir / "trial.json").read_text())
+    return {"train": made.get("train_seconds"), "eval": made.get("eval_seconds")}
 
 
 def run_tuning(config: Any, out: Path, source: Any = None) -> dict[str, Any]:
@@ -144,9 +151,12 @@ def run_tuning(config: Any, out: Path, source: Any = None) -> dict[str, Any]:
         ref = shared_reference(means + [base_mean[None]], margin=cfg.reference_margin)
         hvs = [hypervolume(m, ref) for m in means]
         best = int(np.argmax(hvs))  # the first of equal maxima
+        times = [trial_seconds(out / "tuning" / method / f"trial{i}") for i in range(len(trials))]
         chosen[method] = {"settings": trials[best], "validation_hv": hvs[best], "reference_point": ref.tolist(),
-                          "trials": [{"settings": t, "validation_hv": h, "points": m.tolist()}
-                                     for t, h, m in zip(trials, hvs, means)]}
+                          "trials": [{"settings": t, "validation_hv": h, "points": m.tolist(), "seconds": sec}
+                                     for t, h, m, sec in zip(trials, hvs, means, times)]}
+        log(cfg, f"tune {method}: chose {trials[best]} (validation HV {hvs[best]:.4g}; trials "
+                 f"{', '.join(f'{h:.4g}' for h in hvs)})")
     result = {"task": cfg.task, "objectives": objectives, "reward_functions": list(cfg.reward_functions),
               "protocol": {"trials_per_method": cfg.tune_trials, "budget_fraction": cfg.tune_fraction,
                            "trial_budget_tokens": budget, "budget_tokens": config.resolved_budget(),
@@ -155,10 +165,28 @@ def run_tuning(config: Any, out: Path, source: Any = None) -> dict[str, Any]:
                                     "per method: minimum over its trials and the base model minus "
                                     f"{cfg.reference_margin} x range; chosen: the largest (first on a tie)",
                            "grids": {m: [[n, list(v)] for n, v in get_method(m).tuning_grid] for m in methods}},
-              "methods": chosen, "seconds": time.time() - start}
+              "methods": chosen, "seconds": time.time() - start,
+              "trial_seconds": sum_trial_seconds(chosen)}
     write_json(out / TUNED_FILE, result)
-    log(cfg, f"tuning finished in {result['seconds']:.0f} s: {out / TUNED_FILE}")
+    log(cfg, f"tuning finished: {result['trial_seconds']['total']:.0f} s of trials (training and validation, "
+             f"summed over every invocation), this invocation {result['seconds']:.0f} s: {out / TUNED_FILE}")
     return result
+
+
+def sum_trial_seconds(chosen: dict[str, Any]) -> dict[str, Any]:
+    """Training and validation seconds summed over every trial of every method, whichever invocation ran them
+    (``seconds`` of the result is the last invocation's wall time only: a resumed tuning reuses finished trials).
+    ``unrecorded``: trials that did not record their validation time (made before it was recorded)."""
+    train = evaluation = 0.0
+    unrecorded = 0
+    for m in chosen.values():
+        for trial in m["trials"]:
+            train += trial["seconds"]["train"] or 0.0
+            if trial["seconds"]["eval"] is None:
+                unrecorded += 1
+            else:
+                evaluation += trial["seconds"]["eval"]
+    return {"train": train, "eval": evaluation, "total": train + evaluation, "eval_unrecorded_trials": unrecorded}
 
 
 def render_settings(result: dict[str, Any], path: Path | None) -> list[str]:
