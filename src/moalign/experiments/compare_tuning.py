@@ -176,7 +176,8 @@ def run_tuning(config: Any, out: Path, source: Any = None) -> dict[str, Any]:
 def sum_trial_seconds(chosen: dict[str, Any]) -> dict[str, Any]:
     """Training and validation seconds summed over every trial of every method, whichever invocation ran them
     (``seconds`` of the result is the last invocation's wall time only: a resumed tuning reuses finished trials).
-    ``unrecorded``: trials that did not record their validation time (made before it was recorded)."""
+    ``eval_unrecorded_trials``: trials that did not record their validation time (made before it was recorded),
+    left out of ``eval`` and ``total``."""
     train = evaluation = 0.0
     unrecorded = 0
     for m in chosen.values():

@@ -9,9 +9,10 @@ function with one product.
 PEFT's own ``merge_adapter()`` / ``unmerge_adapter()`` add and subtract ``s B A`` in place: the base weight
 after a round trip differs from the stored one by rounding, a drift that accumulates over the thousands of
 generations of a training run and that the reference model (the adapter disabled) would see. Here the
-merged weight is a separate tensor, computed once per context in the compute dtype, and the layer's forward
-uses it only while its adapter is active; the stored weights are never written. The price is one copy of the
-adapted weights for the duration of the context (half the model's linear weights in bf16).
+merged weight is a separate tensor in the compute dtype, and the layer's forward uses it only inside the
+context and while its adapter is active; the stored weights are never written. Each layer keeps its last merged
+weight and makes it again only when a tensor it is made from has changed, so the price is one copy of the
+adapted weights, kept between generations (half the model's linear weights in bf16).
 
 Outputs agree with the unmerged layer to rounding (a sum taken in another order), not bit for bit.
 """
