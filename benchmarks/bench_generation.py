@@ -7,6 +7,9 @@ Paths, each timed on the same tokenised batch as its plain peer, interleaved rou
   :class:`~moalign.models.MultiHeadCausalLM` (two full heads, LoRA r16, as the demo evaluates): greedy.
   Untrained (LoRA B = 0, heads = copies of the base output layer) it writes the base model's tokens, so both
   sides generate the same number of tokens; its peer is the base model's ``generate`` (no adapter, no heads);
+* ``steer``  — the same steered evaluation against the steered model's *own* ``generate`` (same adapter, same
+  two heads and mixture, under plain autocast): what a user would write by hand, so the ratio isolates
+  moalign's generation machinery from the cost of the second head;
 * ``sample`` — ``generate_completions`` of the base model itself with sampling (the demo's and compare's
   sampling of training responses); peer: ``generate`` with the same sampling settings and seed;
 * ``static`` — the plain peer with ``cache_implementation="static"`` (and ``--compile``: its forward under
@@ -44,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="Tiny random Llama instead of SmolLM2 (smoke run).")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    p.add_argument("--paths", nargs="+", default=["eval", "sample"], choices=["eval", "sample"])
+    p.add_argument("--paths", nargs="+", default=["eval", "sample"], choices=["eval", "steer", "sample"])
     p.add_argument("--merge-lora", nargs="+", default=["on"], choices=["off", "on"],
                    help="moalign paths with generation's LoRA merging on / off (MOALIGN_MERGE_LORA); the plain "
                         "peer has no adapter either way.")
@@ -130,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                                         head_type="full"),
                                   lora_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05)).eval()
     steer = Policy.steered([0.5, 0.5], divergence="forward_kl")
+    steer_args = {"steering_weights": [0.5, 0.5], "divergence": "forward_kl"}  # MultiHeadCausalLM.generate's
     stop = stop_token_ids(base, tokenizer)
     rows: list[dict[str, Any]] = []
     print(f"load average {os.getloadavg()[0]:.1f} at start; {torch.get_num_threads()} threads", flush=True)
@@ -140,11 +144,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             time_plain(base, enc, pad, stop, cli, precision, False)  # warm-up
             for path, merge in [(p, m) for p in cli.paths for m in cli.merge_lora]:
                 sample = path == "sample"
-                model, policy = (multihead, steer) if path == "eval" else (base, Policy.as_is("base"))
+                model, policy = (base, Policy.as_is("base")) if sample else (multihead, steer)
+                peer, peer_args = (multihead, steer_args) if path == "steer" else (base, {})
                 plain_rates, path_rates = [], []
                 os.environ[MERGE_LORA_ENV] = "1" if merge == "on" else "0"
                 for _ in range(cli.rounds):
-                    s, n = time_plain(base, enc, pad, stop, cli, precision, sample)
+                    s, n = time_plain(peer, enc, pad, stop, cli, precision, sample, **peer_args)
                     plain_rates.append(n / s)
                     s, n = time_path(model, tokenizer, texts, policy, cli, precision, sample)
                     path_rates.append(n / s)
