@@ -208,3 +208,39 @@ def test_hand_written_examples_show_conflicting_objectives():
     conciseness = ConcisenessReward()(prompts, completions)
     rho, p_value = spearmanr(relevance, conciseness)
     assert rho < -0.3 and p_value < 0.05
+
+
+def test_answer_brevity_scores_degenerate_answers_as_the_empty_one():
+    from moalign.rewards.registry import OFFLINE_NAMES, resolve_reward_functions
+
+    assert "answer_brevity" in OFFLINE_NAMES
+    (reward,) = resolve_reward_functions(["answer_brevity"])
+    assert (reward.name, reward.floor, reward.degenerate_as_empty) == ("answer_brevity", 10, True)
+    prompt = "How can I avoid getting seasick on a boat trip?"
+    answers = [
+        "Look at the horizon, eat light meals and take ginger before you board.",  # 13 words, an answer
+        "Look at the horizon often.",  # 5 words, below the floor: -(10 + 2 * 5)
+        "How can I avoid getting seasick on a boat trip today?",  # echo: 9 of its 10 word 2-grams in the prompt
+        "Stay on the boat and stay on the boat always.",  # repeats the 3-gram "stay on the"
+        "Ginger tea.",  # 2 words
+        "",
+    ]
+    # hand-computed: only the first two are answers; every degenerate one scores as the empty answer, -3 * 10
+    assert reward([prompt] * 6, answers) == [-13.0, -20.0, -30.0, -30.0, -30.0, -30.0]
+    # plain brevity scores the same texts by length only
+    (brevity,) = resolve_reward_functions(["brevity"])
+    assert brevity([prompt] * 6, answers) == [-13.0, -20.0, -11.0, -10.0, -26.0, -30.0]
+
+
+def test_answer_brevity_needs_a_floor_and_one_prompt_per_answer():
+    with pytest.raises(ValueError, match="floor"):
+        ConcisenessReward(degenerate_as_empty=True)
+    with pytest.raises(ValueError, match="2 prompts for 3 completions"):
+        ConcisenessReward(floor=10, degenerate_as_empty=True).score(["q", "q"], ["a b c"] * 3)
+
+
+def test_the_degenerate_rule_has_one_home():
+    from moalign.eval import degeneracy
+    from moalign.rewards import degenerate
+
+    assert degeneracy.is_degenerate is degenerate.is_degenerate and degeneracy.is_echo is degenerate.is_echo

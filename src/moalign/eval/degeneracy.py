@@ -8,11 +8,11 @@ them next to every policy's rewards.
 two such runs stays inside the word: ``don't`` is one word), lower-cased; punctuation and whitespace only
 separate words. So ``"Great!!  great."`` has the words ``great, great``.
 
-**Degenerate answer** (:func:`is_degenerate`): at most 2 words (the empty answer included), or some word
-3-gram occurring at least twice in the answer (overlapping occurrences count, so ``"no no no no"`` repeats
-``no no no``), or -- when the prompt is given -- an **echo**: half or more of the answer's word 2-grams occur
-in the prompt (:func:`moalign.rewards.text_overlap.copied_share`). The echo rule exists because a relevance
-scorer (prompt-answer similarity) is maximised by repeating the question: a policy trained on it learnt to.
+**Degenerate answer** (:func:`is_degenerate`, defined in :mod:`moalign.rewards.degenerate` so that the
+``answer_brevity`` scorer applies the same rule): at most 2 words (the empty answer included), a word 3-gram
+occurring at least twice, or -- when the prompt is given -- an **echo** of it (half or more of the answer's
+word 2-grams occur in the prompt). The echo rule exists because a relevance scorer (prompt-answer similarity)
+is maximised by repeating the question: a policy trained on it learnt to.
 
 **distinct-n** (:func:`distinct_n`, Li et al. 2016, "A Diversity-Promoting Objective Function for Neural
 Conversation Models"): over all of a policy's answers, the number of distinct word n-grams divided by the
@@ -22,42 +22,20 @@ measurable, and a policy answering in single words is reported as having none.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from moalign.rewards.base import TextOrChat, last_user_message
-from moalign.rewards.text_overlap import copied_share, word_ngrams, words
+from moalign.rewards.degenerate import DEGENERATE_MAX_WORDS, ECHO_SHARE, REPEATED_NGRAM, is_degenerate, is_echo
+from moalign.rewards.text_overlap import word_ngrams, words
 
 __all__ = ["DEGENERATE_MAX_WORDS", "REPEATED_NGRAM", "ECHO_SHARE", "DEGENERACY_RULE", "words", "is_degenerate",
            "is_echo", "distinct_n", "degeneracy_summary"]
 
-#: answers with at most this many words are degenerate
-DEGENERATE_MAX_WORDS = 2
-#: an answer repeating a word n-gram of this length is degenerate
-REPEATED_NGRAM = 3
-#: an answer with at least this share of its word 2-grams found in the prompt is an echo (degenerate)
-ECHO_SHARE = 0.5
 #: the rule in one sentence, as reports state it
 DEGENERACY_RULE = (f"degenerate answer: empty, <= {DEGENERATE_MAX_WORDS} words, a word {REPEATED_NGRAM}-gram "
                    f"occurring twice, or an echo of the prompt (>= {ECHO_SHARE:.0%} of its word 2-grams in the prompt); "
                    "distinct-2: distinct word 2-grams / all word 2-grams over the policy's answers "
                    "(moalign.eval.degeneracy)")
-
-def is_echo(text: str, prompt: TextOrChat) -> bool:
-    """Whether ``text`` copies its prompt: at least :data:`ECHO_SHARE` of its word 2-grams occur in ``prompt``
-    (for a chat, its last user message: the question answered, as the relevance scorers read it)."""
-    return copied_share(text, last_user_message(prompt), 2) >= ECHO_SHARE
-
-
-def is_degenerate(text: str, prompt: TextOrChat | None = None) -> bool:
-    """Whether ``text`` is empty, has at most 2 words, repeats a word 3-gram, or (``prompt`` given) echoes the
-    prompt (module docstring)."""
-    tokens = words(text)
-    if len(tokens) <= DEGENERATE_MAX_WORDS:
-        return True
-    counts = Counter(word_ngrams(tokens, REPEATED_NGRAM))
-    return any(c > 1 for c in counts.values()) or (prompt is not None and is_echo(text, prompt))
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:

@@ -11,6 +11,8 @@ PositivityReward   warmer / more positive tone (VADER compound)  [-1, 1]
 SimplicityReward   easier to read (Flesch reading ease)          (-inf, 121.22]
 ConcisenessReward  shorter (minus the number of words)           (-inf, 0]
   ``brevity``      shorter, but not under 10 words (a floor)    (-inf, -10]
+  ``answer_brevity``  the same, a degenerate answer scoring     (-inf, -10]
+                   as the empty one (-30)
 CleanlinessReward  no profanity (better_profanity)               {0, 1}
 RelevanceReward    closer in meaning to the prompt (MiniLM)      [-1, 1]
   ``answer_relevance``  the same, the share copied from the prompt   [-1, 1]
@@ -38,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from moalign.rewards.base import RewardFunction, TextOrChat, completion_text, last_user_message
+from moalign.rewards.degenerate import is_degenerate
 from moalign.rewards.text_overlap import copied_share, words
 
 __all__ = [
@@ -114,21 +117,40 @@ class ConcisenessReward(RewardFunction):
     objective with an empty or one-word answer, the reward hack that plain conciseness invites (its
     optimum is a one-word reply). Why twice: with a 10-word floor and slope 1, an empty answer still beat
     89 % of SmolLM2's sampled 32-token responses; with slope 2 see ``docs/text_comparison.md``.
+
+    ``degenerate_as_empty`` (the ``answer_brevity`` scorer; needs a floor) scores every degenerate answer --
+    at most 2 words, a repeated word 3-gram, an echo of the prompt (:func:`moalign.rewards.degenerate.
+    is_degenerate`, the rule the evaluation reports) -- as the empty answer, ``-3 * floor``. A floor alone
+    still lets a length objective be won by an answer of ten words that says nothing: the brevity ends of the
+    comparison's fronts repeated a phrase or echoed the question (docs/text_comparison.md). Counted as no
+    answer, such a reply scores below 95 % of SmolLM2's own sampled answers (the comparison's 384 training
+    samples, of which 3.6 % are degenerate).
     """
 
-    def __init__(self, name: str = "conciseness", unit: str = "words", floor: int = 0) -> None:
+    def __init__(self, name: str = "conciseness", unit: str = "words", floor: int = 0,
+                 degenerate_as_empty: bool = False) -> None:
         if unit not in ("words", "characters"):
             raise ValueError(f"unit must be 'words' or 'characters', got {unit!r}")
         if floor < 0:
             raise ValueError(f"floor must be >= 0, got {floor}")
+        if degenerate_as_empty and floor == 0:
+            raise ValueError("degenerate_as_empty needs a floor > 0: without one the empty answer scores best")
         super().__init__(name)
         self.unit = unit
         self.floor = floor
+        self.degenerate_as_empty = degenerate_as_empty
+
+    def _length_score(self, length: int) -> float:
+        return -float(length) if length >= self.floor else -float(self.floor + 2 * (self.floor - length))
 
     def score(self, prompts: list[TextOrChat], completions: list[TextOrChat]) -> list[float]:
         texts = _texts(completions)
         lengths = [len(words(text)) if self.unit == "words" else len(text) for text in texts]
-        return [-float(n) if n >= self.floor else -float(self.floor + 2 * (self.floor - n)) for n in lengths]
+        if self.degenerate_as_empty:
+            if len(prompts) != len(texts):
+                raise ValueError(f"{self.name}: {len(prompts)} prompts for {len(texts)} completions")
+            lengths = [0 if is_degenerate(t, p) else n for t, p, n in zip(texts, prompts, lengths)]
+        return [self._length_score(n) for n in lengths]
 
 
 class CleanlinessReward(RewardFunction):
@@ -249,13 +271,16 @@ def offline_reward_functions(names: Sequence[str] = ("relevance", "conciseness")
 
     The default is the pair measured to conflict most on hand-written responses (see the module
     docstring). Known names: ``positivity``, ``simplicity``, ``conciseness``, ``brevity`` (conciseness with a
-    10-word floor), ``cleanliness``, ``relevance``, ``answer_relevance`` (relevance, copying the prompt penalised).
+    10-word floor), ``answer_brevity`` (brevity, a degenerate answer scoring as the empty one), ``cleanliness``,
+    ``relevance``, ``answer_relevance`` (relevance, copying the prompt penalised).
     """
     factories: dict[str, Callable[[], RewardFunction]] = {
         "positivity": PositivityReward,
         "simplicity": SimplicityReward,
         "conciseness": ConcisenessReward,
         "brevity": lambda: ConcisenessReward(name="brevity", floor=BREVITY_FLOOR_WORDS),
+        "answer_brevity": lambda: ConcisenessReward(name="answer_brevity", floor=BREVITY_FLOOR_WORDS,
+                                                    degenerate_as_empty=True),
         "cleanliness": CleanlinessReward,
         "relevance": RelevanceReward,
         "answer_relevance": lambda: RelevanceReward(name="answer_relevance", copy_penalty=True),

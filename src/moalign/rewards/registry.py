@@ -1,7 +1,7 @@
 """Reward functions by name, for configs and the command line.
 
 A spec is one of: an offline scorer name (``relevance``, ``answer_relevance``,
-``conciseness``, ``positivity``, ``simplicity``, ``brevity``, ``cleanliness``); a key of
+``conciseness``, ``positivity``, ``simplicity``, ``brevity``, ``answer_brevity``, ``cleanliness``); a key of
 ``KNOWN_REWARD_MODELS`` (the papers' hub reward models); or ``hf:<path or
 hub id>`` for any sequence-classification reward model (plain text format).
 Any spec may be prefixed ``name=`` to rename the objective, e.g.
@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from moalign.rewards.base import CallableReward, RewardFunction
 from moalign.rewards.offline import offline_reward_functions
 
-OFFLINE_NAMES = ("positivity", "simplicity", "conciseness", "brevity", "cleanliness", "relevance", "answer_relevance")
+OFFLINE_NAMES = ("positivity", "simplicity", "conciseness", "brevity", "answer_brevity", "cleanliness", "relevance",
+                 "answer_relevance")
 
 
 def resolve_reward_functions(specs: Sequence[str]) -> list[RewardFunction]:
