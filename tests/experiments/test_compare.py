@@ -5,6 +5,7 @@ scripted rewards end to end, resumed after an interruption with the same result 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import moocore
@@ -144,6 +145,28 @@ def test_settings_change_refused(tiny, tmp_path, uninterrupted):
     config.budget = 700
     with pytest.raises(ValueError, match="other settings"):
         run_compare(config)
+
+
+def test_data_scored_for_other_objectives_is_refused(tiny, uninterrupted, tmp_path):
+    """A tuning (which writes no state.json) resumed with other scorers would train on the old labels."""
+    from moalign.experiments.compare_demo import prepare_data
+
+    _, out = uninterrupted
+    other = ["brevity", "answer_brevity"]
+    config = _config(tiny, out, METHODS)
+    config.reward_functions = other
+    with pytest.raises(ValueError, match=r"scored with .* this run asks for \['brevity', 'answer_brevity'\]"):
+        prepare_data(config, out, [], other)
+    # the same scorers read the data back
+    assert prepare_data(_config(tiny, out, METHODS), out, [], list(REWARDS))["info"]["reward_functions"] == REWARDS
+    # data written before the specs were recorded is checked by the objective names of its pairs
+    old = tmp_path / "old"
+    shutil.copytree(out / "data", old / "data")
+    info = json.loads((old / "data" / "done.json").read_text())
+    del info["reward_functions"]
+    (old / "data" / "done.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="scored with"):
+        prepare_data(config, old, [], other)
 
 
 @pytest.mark.slow  # ~15 s: the toy's true front and data

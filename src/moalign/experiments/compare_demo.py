@@ -142,9 +142,32 @@ def prepare_data(config: CompareConfig, out: Path, reward_fns: list, objectives:
         write_jsonl(paths["prompts"], [{"prompt": p} for p in train_prompts])
         info = {"num_samples": len(samples), "num_pairs": len(pairs),
                 "objective_correlation_on_samples": objective_correlations(scores, objectives),
-                "num_train_prompts": len(train_prompts), "num_test_prompts": config.num_test_prompts}
+                "num_train_prompts": len(train_prompts), "num_test_prompts": config.num_test_prompts,
+                "reward_functions": list(config.reward_functions)}
         (data / "done.json").write_text(json.dumps(info, indent=1))
-    return {**{k: str(v) for k, v in paths.items()}, "info": json.loads((data / "done.json").read_text())}
+    info = json.loads((data / "done.json").read_text())
+    _check_data_objectives(data, info, objectives, list(config.reward_functions))
+    return {**{k: str(v) for k, v in paths.items()}, "info": info}
+
+
+def _check_data_objectives(data: Path, info: dict[str, Any], objectives: list[str], specs: list[str]) -> None:
+    """Refuse data labelled for other objectives: a tuning or comparison resumed in the same folder with other
+    ``--reward_functions`` would otherwise train on the old labels. Data written before the specs were recorded
+    is checked by its objective names (the pairs' sidecar)."""
+    from moalign.data.io import sidecar_path
+
+    recorded = info.get("reward_functions")
+    if recorded is None:
+        sidecar = sidecar_path(data / "pairs.jsonl")
+        recorded_names = json.loads(sidecar.read_text())["moalign_multi_objective"]["objectives"] \
+            if sidecar.exists() else None
+        if recorded_names is None or recorded_names == objectives:
+            return
+        recorded = recorded_names
+    elif recorded == specs:
+        return
+    raise ValueError(f"{data}: the data there was scored with {recorded}, this run asks for {specs}; use another "
+                     "--out (or delete its data/ folder to sample and score again)")
 
 
 def method_args(method: str, config: CompareConfig, paths: dict[str, Any], output_dir: Path,
