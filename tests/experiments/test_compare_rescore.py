@@ -33,8 +33,8 @@ def _write_run(tmp_path):
                                 policy("w2", [1.0, 0.0], ["aaaa b c d", "aaaa b c d"])]},  # (4.0, -4.0)
         "echo": {"policies": [policy("h0", None, PROMPTS)]},  # an echo of each prompt: degenerate
     }
-    (tmp_path / "compare.json").write_text(json.dumps({"objectives": ["x", "y"], "test_prompts": PROMPTS,
-                                                       "methods": methods}))
+    run = {"task": "demo", "objectives": ["x", "y"], "test_prompts": PROMPTS, "methods": methods}
+    (tmp_path / "compare.json").write_text(json.dumps(run))
     (tmp_path / "base_eval.json").write_text(json.dumps({"completions": ["b c d e", "b c d e f"]}))  # (0, -4.5)
 
 

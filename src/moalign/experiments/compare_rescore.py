@@ -27,17 +27,9 @@ import numpy as np
 
 from moalign.experiments.compare_diagnostics import add_policy_degeneracy, degenerate_winner
 from moalign.experiments.compare_report import steerability, summarise_fronts
+from moalign.experiments.judge_compare import demo_test_prompts, read_compare, read_json
 
 __all__ = ["rescore_comparison", "render_rescored", "main"]
-
-
-def _read(path: Path, what: str) -> dict[str, Any]:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found; expected the {what} of a finished `moalign compare` run")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
 
 
 def rescore_comparison(run: str | Path, reward_functions: Sequence[Any]) -> dict[str, Any]:
@@ -46,11 +38,9 @@ def rescore_comparison(run: str | Path, reward_functions: Sequence[Any]) -> dict
     from moalign.rewards.labelling import score_completions
 
     run = Path(run)
-    result = _read(run / "compare.json", "report")
-    prompts = result.get("test_prompts")
-    if not prompts:
-        raise ValueError(f"{run / 'compare.json'}: no 'test_prompts'; it was written by an older moalign")
-    base_answers = _read(run / "base_eval.json", "base model's answers")["completions"]
+    result = read_compare(run)
+    prompts = demo_test_prompts(result)
+    base_answers = read_json(run / "base_eval.json", "the base model's answers of `moalign compare`")["completions"]
     if len(base_answers) != len(prompts):
         raise ValueError(f"{run / 'base_eval.json'}: {len(base_answers)} answers for {len(prompts)} test prompts")
 

@@ -27,7 +27,8 @@ from moalign.eval.judge import JudgeConfig, pairwise_win_rate
 _WHAT = "output of `moalign compare --task demo`"
 
 
-def _read(path: Path, what: str) -> dict[str, Any]:
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON file of a comparison run; a missing or malformed file is an error naming it and ``what`` it is."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file ({what})")
     try:
@@ -39,7 +40,7 @@ def _read(path: Path, what: str) -> dict[str, Any]:
 def read_compare(compare_dir: str | Path) -> dict[str, Any]:
     """``compare.json`` of a demo comparison (errors name the file)."""
     path = Path(compare_dir) / "compare.json"
-    result = _read(path, _WHAT)
+    result = read_json(path, _WHAT)
     if result.get("task") != "demo":
         raise ValueError(f"{path}: task {result.get('task')!r} has no responses to judge (only --task demo "
                          "stores completions)")
@@ -65,7 +66,7 @@ def judged_policies(result: dict[str, Any], compare_dir: str | Path, method: str
     compare.json, read by :func:`read_compare`); ``base`` = the base model's, from ``base_eval.json``."""
     folder = Path(compare_dir)
     if method == "base":
-        base = _read(folder / "base_eval.json", "the base model's responses")
+        base = read_json(folder / "base_eval.json", "the base model's responses")
         return [{"name": "base", "weights": None, "completions": base["completions"]}]
     if method not in result.get("methods", {}):
         raise ValueError(f"{folder / 'compare.json'}: no method {method!r}; it holds "
