@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from moalign.experiments.compare_rescore import main, render_rescored, rescore_comparison
+from moalign.experiments.compare_rescore import render_rescored, rescore_comparison
 from moalign.rewards.base import CallableReward
 
 PROMPTS = ["How do I boil an egg?", "What is a good name for a cat?"]
@@ -88,11 +88,15 @@ def test_rescoring_reads_only_finished_runs_and_says_which_file_is_wrong(tmp_pat
 
 
 def test_command_line_writes_the_result(tmp_path, capsys):
+    from moalign.cli.main import main as moalign
+
     _write_run(tmp_path)
-    out = tmp_path / "rescored.json"
-    main(["--run", str(tmp_path), "--reward_functions", "brevity", "conciseness", "--out", str(out)])
-    saved = json.loads(out.read_text())
+    assert moalign(["rescore", "--compare", str(tmp_path), "--reward_functions", "brevity", "conciseness"]) == 0
+    saved = json.loads((tmp_path / "rescored_brevity_conciseness.json").read_text())
     assert saved["objectives"] == ["brevity", "conciseness"]
     # "a b" and "a a b": 2 and 3 words; brevity -(10 + 2 * 8) and -(10 + 2 * 7), conciseness -2 and -3
     assert saved["methods"]["long_a"]["points"][0] == [-25.0, -2.5]
     assert "Largest-HV front" in capsys.readouterr().out
+    # bad input: a clear error, exit status 2
+    assert moalign(["rescore", "--compare", str(tmp_path / "missing"), "--reward_functions", "brevity"]) == 2
+    assert "compare.json" in capsys.readouterr().err

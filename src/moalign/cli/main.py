@@ -8,6 +8,7 @@
     moalign demo [--quick] [--out DIR]
     moalign compare --task toy-A|toy-B|demo [--methods ...] [--budget N] [--quick] [--out DIR]
     moalign judge --compare DIR --methods X,Y [--judge-model smollm2] [--objectives ...] [--out FILE.json]
+    moalign rescore --compare DIR --reward_functions r1 r2 ... [--out FILE.json]   (other scorers, no retraining)
     moalign label --data FILE --rewards r1 r2 ... [--pairs] --out FILE   (score your own rows; LabelConfig fields)
     moalign generate --model DIR --weights 0.7,0.3 --prompt TEXT | --prompts FILE.jsonl [--out FILE.jsonl]
     moalign export --model DIR --weights 0.7,0.3 --out DIR2   (a plain transformers model; docs/use_your_model.md)
@@ -196,6 +197,13 @@ def _judge(argv: list[str]) -> int:
     return 0
 
 
+def _rescore(argv: list[str]) -> int:
+    from moalign.experiments.compare_rescore import RescoreConfig, run_rescore
+
+    run_rescore(parse_config(RescoreConfig, argv, "moalign rescore"))
+    return 0
+
+
 def _generate(argv: list[str]) -> int:
     from moalign.inference.cli import GenerateConfig, run_generate
 
@@ -224,6 +232,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "demo": _demo,
     "compare": _compare,
     "judge": _judge,
+    "rescore": _rescore,
     "label": _label,
     "generate": _generate,
     "export": _export,

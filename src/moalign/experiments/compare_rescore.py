@@ -7,8 +7,8 @@ made of degenerate answers when a degenerate answer counts as no answer (``answe
 answer what the methods would learn if trained on those scorers: the policies were trained on the run's own
 objectives; say so wherever the numbers are used.
 
-    python -m moalign.experiments.compare_rescore --run runs/compare/demo \\
-        --reward_functions answer_relevance answer_brevity --out runs/compare/demo/rescored.json
+    moalign rescore --compare runs/compare/demo --reward_functions answer_relevance answer_brevity \\
+        [--out FILE.json]   (default out: COMPARE/rescored_<objectives>.json)
 
 Reports per method the HV against one shared reference (the rule of the comparison:
 :func:`moalign.experiments.compare_report.summarise_fronts`), the steering Spearman, the degenerate shares, and
@@ -17,9 +17,10 @@ the degenerate-winner flag of the largest-HV front (:mod:`moalign.experiments.co
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from moalign.experiments.compare_diagnostics import add_policy_degeneracy, degen
 from moalign.experiments.compare_report import steerability, summarise_fronts
 from moalign.experiments.judge_compare import demo_test_prompts, read_compare, read_json
 
-__all__ = ["rescore_comparison", "render_rescored", "main"]
+__all__ = ["RescoreConfig", "rescore_comparison", "render_rescored", "run_rescore", "main"]
 
 
 def rescore_comparison(run: str | Path, reward_functions: Sequence[Any]) -> dict[str, Any]:
@@ -92,20 +93,40 @@ def render_rescored(rescored: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+@dataclass
+class RescoreConfig:
+    """Settings of ``moalign rescore``."""
+
+    compare: str = field(default="", metadata={"help": "Folder of a finished `moalign compare --task demo` "
+                                                       "(compare.json, base_eval.json)."})
+    reward_functions: list[str] = field(default_factory=list, metadata={
+        "help": "Scorer specs to apply to the stored answers, as `moalign compare --reward_functions` takes them."})
+    out: str = field(default="", metadata={"help": "Output JSON file (default: COMPARE/rescored_<objectives>.json)."})
+
+    def __post_init__(self) -> None:
+        if not self.compare:
+            raise ValueError("moalign rescore needs --compare DIR (a `moalign compare --task demo` output folder)")
+        if not self.reward_functions:
+            raise ValueError("moalign rescore needs --reward_functions (at least one scorer spec)")
+
+
+def run_rescore(config: RescoreConfig) -> dict[str, Any]:
+    """Rescore, write the JSON, print the table; returns the result."""
     from moalign.rewards.registry import resolve_reward_functions
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", required=True, help="Folder of a finished `moalign compare` (has compare.json).")
-    parser.add_argument("--reward_functions", nargs="+", required=True,
-                        help="Scorer specs, as `moalign compare --reward_functions` takes them.")
-    parser.add_argument("--out", default=None, help="Write the result as JSON here (default: print only).")
-    args = parser.parse_args(argv)
-    rescored = rescore_comparison(args.run, resolve_reward_functions(args.reward_functions))
-    if args.out:
-        Path(args.out).write_text(json.dumps(rescored, indent=2))
+    rescored = rescore_comparison(config.compare, resolve_reward_functions(config.reward_functions))
+    out = Path(config.out) if config.out else \
+        Path(config.compare) / f"rescored_{'_'.join(rescored['objectives'])}.json"
+    out.write_text(json.dumps(rescored, indent=2))
     print(render_rescored(rescored))
+    print(f"written: {out}")
     return rescored
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from moalign.cli.main import parse_config
+
+    return run_rescore(parse_config(RescoreConfig, list(sys.argv[1:] if argv is None else argv), "moalign rescore"))
 
 
 if __name__ == "__main__":
