@@ -94,6 +94,7 @@ def test_command_line_writes_the_result(tmp_path, capsys):
     assert moalign(["rescore", "--compare", str(tmp_path), "--reward_functions", "brevity", "conciseness"]) == 0
     saved = json.loads((tmp_path / "rescored_brevity_conciseness.json").read_text())
     assert saved["objectives"] == ["brevity", "conciseness"]
+    assert (tmp_path / "rescored_brevity_conciseness.png").stat().st_size > 0
     # "a b" and "a a b": 2 and 3 words; brevity -(10 + 2 * 8) and -(10 + 2 * 7), conciseness -2 and -3
     assert saved["methods"]["long_a"]["points"][0] == [-25.0, -2.5]
     assert "Largest-HV front" in capsys.readouterr().out

@@ -8,7 +8,7 @@ answer what the methods would learn if trained on those scorers: the policies we
 objectives; say so wherever the numbers are used.
 
     moalign rescore --compare runs/compare/demo --reward_functions answer_relevance answer_brevity \\
-        [--out FILE.json]   (default out: COMPARE/rescored_<objectives>.json)
+        [--out FILE.json]   (default out: COMPARE/rescored_<objectives>.json, the fronts beside it as .png)
 
 Reports per method the HV against one shared reference (the rule of the comparison:
 :func:`moalign.experiments.compare_report.summarise_fronts`), the steering Spearman, the degenerate shares, and
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from moalign.experiments.compare_diagnostics import add_policy_degeneracy, degenerate_winner
-from moalign.experiments.compare_report import steerability, summarise_fronts
+from moalign.experiments.compare_report import plot_fronts, steerability, summarise_fronts
 from moalign.experiments.judge_compare import demo_test_prompts, read_compare, read_json
 
 __all__ = ["RescoreConfig", "rescore_comparison", "render_rescored", "run_rescore", "main"]
@@ -118,8 +118,10 @@ def run_rescore(config: RescoreConfig) -> dict[str, Any]:
     out = Path(config.out) if config.out else \
         Path(config.compare) / f"rescored_{'_'.join(rescored['objectives'])}.json"
     out.write_text(json.dumps(rescored, indent=2))
+    plot = plot_fronts(rescored["methods"], rescored["objectives"], out.with_suffix(".png"), base=rescored["base"],
+                       title=f"{config.compare}, rescored")
     print(render_rescored(rescored))
-    print(f"written: {out}")
+    print(f"written: {out}, {plot}")
     return rescored
 
 
