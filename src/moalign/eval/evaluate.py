@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from moalign.eval.clustering import cluster_prompts
 from moalign.eval.generate import GenerationSettings, Prompt, model_device, generate_completions, validate_prompts
 from moalign.eval.plots import plot_report
+from moalign.eval.prompt_cache import SharedPromptCache
 from moalign.eval.policies import Policy, ensure_base_policy, steering_policies, validate_policies_for_model
 from moalign.eval.report import add_degeneracy, summarize_scores, write_report
 from moalign.precision import resolve_precision
@@ -183,8 +184,10 @@ def evaluate_policies(
     settings = config.generation_settings()
     completions: list[list[str]] = []
     scores = np.empty((len(policies), len(prompts), len(objectives)))
+    prompt_cache = SharedPromptCache()  # the heads and steering weights of one model read each prompt batch once
     for p, policy in enumerate(tqdm(policies, desc="policies", disable=not config.progress)):
-        texts = generate_completions(model, tokenizer, prompts, policy, settings, reference_model=reference_model)
+        texts = generate_completions(model, tokenizer, prompts, policy, settings, reference_model=reference_model,
+                                     prompt_cache=prompt_cache)
         completions.append(texts)
         scores[p] = score_completions(prompts, texts, reward_fns, context=f"policy '{policy.name}'")
     model_info = {"class": type(model).__name__, "head_names": list(getattr(model, "head_names", None) or []) or None,

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from moalign.data.prompts import has_chat_template, render_prompt
 from moalign.eval.policies import Policy
+from moalign.eval.prompt_cache import SharedPromptCache
 from moalign.precision import generation_autocast, validate_precision
 
 Prompt = str | list[dict[str, Any]]
@@ -200,11 +201,14 @@ def generate_completions(
     settings: GenerationSettings | None = None,
     reference_model: Any | None = None,
     return_finished: bool = False,
+    prompt_cache: SharedPromptCache | None = None,
 ) -> list[str] | tuple[list[str], list[bool]]:
     """Completions (decoded new tokens, special tokens removed) of ``policy`` for every prompt, in input order.
 
     With ``return_finished`` also returns, per prompt, whether generation ended with an end-of-sequence token
-    (False: it was cut at ``max_new_tokens``).
+    (False: it was cut at ``max_new_tokens``). ``prompt_cache``: one :class:`~moalign.eval.prompt_cache.
+    SharedPromptCache` passed to every policy of one model, so that its head and steering policies read each
+    prompt batch once.
     """
     settings = settings or GenerationSettings()
     prompts = policy_prompts(validate_prompts(prompts), policy)
@@ -236,7 +240,8 @@ def generate_completions(
                 for batch in bar:
                     enc = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=add_special)
                     enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-                    out = gen_model.generate(**enc, **gen_kwargs)
+                    out = prompt_cache.generate(gen_model, policy, enc, **gen_kwargs) if prompt_cache is not None \
+                        else gen_model.generate(**enc, **gen_kwargs)
                     new_tokens = out[:, enc["input_ids"].shape[1] :]
                     ended = torch.isin(new_tokens, stop_ids).any(dim=1).tolist()
                     for i, text, end in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), ended,

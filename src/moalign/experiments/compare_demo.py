@@ -248,15 +248,17 @@ def evaluate_method(groups: list[tuple[Any, list]], tokenizer: Any, prompts: lis
                     settings: Any) -> tuple[list[dict], np.ndarray]:
     """Greedy responses of every policy on ``prompts``, scored on the plain prompts: (policy rows, scores)."""
     from moalign.eval.generate import generate_completions
+    from moalign.eval.prompt_cache import SharedPromptCache
     from moalign.rewards.labelling import score_completions
 
     rows, scores = [], []
     for load, entries in groups:
         model = load()
         model.eval()
+        prompt_cache = SharedPromptCache()  # one model's heads and steering weights read each prompt batch once
         for policy, transform, weights in entries:
             asked = [transform(p) for p in prompts] if transform else prompts
-            texts = generate_completions(model, tokenizer, asked, policy, settings)
+            texts = generate_completions(model, tokenizer, asked, policy, settings, prompt_cache=prompt_cache)
             scores.append(score_completions(prompts, texts, reward_fns, context=f"policy '{policy.name}'"))
             rows.append({**policy.to_dict(), "weights": weights, "completions": texts})
         del model

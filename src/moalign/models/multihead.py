@@ -99,6 +99,10 @@ class MultiHeadCausalLM(TrainableStateSnapshot, nn.Module):
             its ``task_type`` is None, ``"CAUSAL_LM"`` is used.
     """
 
+    #: heads and steering act on the output layer only: every head and steering policy reads a prompt with the same
+    #: backbone, so evaluation may share a prompt's key/value cache between them (moalign.eval.prompt_cache)
+    heads_share_backbone = True
+
     def __init__(
         self,
         base_model: nn.Module,
