@@ -143,3 +143,24 @@ def test_tuned_settings_for_other_objectives_are_refused(tiny, tmp_path):
     config = _config(tiny, tmp_path / "out", tuned_settings=str(tmp_path / "t.json"))
     with pytest.raises(ValueError, match="tuned for task"):
         compare_tuning.tuned_overrides(config)
+
+
+def test_the_packaged_settings_serve_their_objectives_and_none_reads_no_file(tiny, tmp_path):
+    """The packaged file of the demo task is read by a comparison of its objectives, never by one of others, and
+    ``--tuned_settings none`` keeps every method's shared settings."""
+    packaged = compare_tuning.PACKAGED_DIR / "tuned_settings_demo.json"
+    data = json.loads(packaged.read_text())
+    every_method = CompareConfig(task="demo", out=str(tmp_path / "all"))
+    assert data["task"] == "demo" and set(data["methods"]) == set(compare_demo.compared_methods(every_method))
+    assert data["protocol"]["trials_per_method"] == 4 and all(len(m["trials"]) == 4 for m in data["methods"].values())
+    for method, entry in data["methods"].items():  # the choice is the trial of the largest validation HV
+        best = max(range(4), key=lambda i: entry["trials"][i]["validation_hv"])
+        assert entry["settings"] == entry["trials"][best]["settings"], method
+    config = _config(tiny, tmp_path / "out")
+    config.reward_functions = list(data["reward_functions"])
+    assert compare_tuning.settings_path(config) == packaged
+    assert compare_tuning.tuned_overrides(config) == {m: v["settings"] for m, v in data["methods"].items()}
+    config.tuned_settings = "none"
+    assert compare_tuning.settings_path(config) is None and compare_tuning.tuned_overrides(config) == {}
+    other = _config(tiny, tmp_path / "other")  # the tests' own scorers: the packaged file is not theirs
+    assert compare_tuning.tuned_overrides(other) == {}

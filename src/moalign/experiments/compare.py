@@ -107,7 +107,8 @@ class CompareConfig:
     tune_fraction: float = field(default=0.5, metadata={"help": "Demo: fraction of the budget a tuning trial trains."})
     tuned_settings: str | None = field(default=None, metadata={
         "help": "Demo: the tuning file to read (default: out/tuned_settings.json, else the packaged one of the task "
-                "when it exists)."})
+                "when it exists and names the same objectives); 'none': no tuning file, every method keeps the "
+                "shared settings (learning_rate and each method's defaults)."})
     batch_size: int = field(default=4, metadata={"help": "Demo: rows (pairs, points or prompts) per step."})
     num_generations: int = field(default=2, metadata={"help": "Demo: GRPO group size (Rewarded Soups, P-MORL)."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Demo: learning rate of every method (constant)."})

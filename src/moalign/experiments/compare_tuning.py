@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 TUNED_FILE = "tuned_settings.json"
+#: ``--tuned_settings none``: read no tuning file, not even the packaged one
+NO_TUNING = "none"
 PACKAGED_DIR = Path(__file__).resolve().parent / "data"
 
 
@@ -53,7 +55,9 @@ def trial_settings(method: str, trials: int, seed: int = 0) -> list[dict[str, fl
 
 def settings_path(config: Any) -> Path | None:
     """The tuning file ``compare`` reads: ``--tuned_settings``, else ``out/tuned_settings.json``, else the packaged
-    copy for the task (None: none exists, every method keeps the shared settings)."""
+    copy for the task (None: none exists, or ``--tuned_settings none``: every method keeps the shared settings)."""
+    if config.tuned_settings and config.tuned_settings.lower() == NO_TUNING:
+        return None
     if config.tuned_settings:
         return Path(config.tuned_settings)
     for path in (Path(config.out) / TUNED_FILE, PACKAGED_DIR / f"tuned_settings_{config.task}.json"):
