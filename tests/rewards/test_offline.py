@@ -235,7 +235,9 @@ def test_answer_brevity_scores_degenerate_answers_as_the_empty_one():
 def test_answer_brevity_needs_a_floor_and_one_prompt_per_answer():
     with pytest.raises(ValueError, match="floor"):
         ConcisenessReward(degenerate_as_empty=True)
-    with pytest.raises(ValueError, match="2 prompts for 3 completions"):
+    with pytest.raises(ValueError, match="got 2 prompts but 3 completions"):
+        ConcisenessReward(floor=10, degenerate_as_empty=True)(["q", "q"], ["a b c"] * 3)
+    with pytest.raises(ValueError):  # called directly, score refuses unequal lengths too (strict zip)
         ConcisenessReward(floor=10, degenerate_as_empty=True).score(["q", "q"], ["a b c"] * 3)
 
 

@@ -146,10 +146,8 @@ class ConcisenessReward(RewardFunction):
     def score(self, prompts: list[TextOrChat], completions: list[TextOrChat]) -> list[float]:
         texts = _texts(completions)
         lengths = [len(words(text)) if self.unit == "words" else len(text) for text in texts]
-        if self.degenerate_as_empty:
-            if len(prompts) != len(texts):
-                raise ValueError(f"{self.name}: {len(prompts)} prompts for {len(texts)} completions")
-            lengths = [0 if is_degenerate(t, p) else n for t, p, n in zip(texts, prompts, lengths)]
+        if self.degenerate_as_empty:  # one prompt per answer: RewardFunction.__call__ checks the lengths
+            lengths = [0 if is_degenerate(t, p) else n for t, p, n in zip(texts, prompts, lengths, strict=True)]
         return [self._length_score(n) for n in lengths]
 
 
